@@ -49,7 +49,9 @@ def _take_from_cache(cache_dir: Path, into: Path) -> str | None:
     if not all(path.is_file() for path in cached):
         return None
     for file, path in zip(mnist.FILES, cached, strict=True):
-        if mnist.sha256_of(path) != file.sha256:
+        try:
+            mnist.verify(path, file)
+        except mnist.DigestError:
             path.unlink()  # a damaged cache entry: drop it and download again
             return None
         shutil.copyfile(path, into / file.name)
@@ -80,9 +82,10 @@ def _verify(folder: Path) -> None:
         path = folder / file.name
         if not path.is_file():
             raise SourceError(f"{file.name} missing")
-        digest = mnist.sha256_of(path)
-        if digest != file.sha256:
-            raise SourceError(f"{file.name}: SHA-256 {digest}, expected {file.sha256}")
+        try:
+            mnist.verify(path, file)
+        except mnist.DigestError as error:
+            raise SourceError(str(error).removeprefix(f"{folder}/")) from None
 
 
 def _add_to_cache(folder: Path, cache_dir: Path) -> None:

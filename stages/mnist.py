@@ -9,6 +9,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from stages.errors import StageError
+
 
 @dataclass(frozen=True)
 class IdxFile:
@@ -59,3 +61,14 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class DigestError(StageError):
+    """A file's bytes are not the pinned ones."""
+
+
+def verify(path: Path, file: IdxFile) -> None:
+    """Raise DigestError unless `path` holds exactly the bytes of `file`."""
+    actual = sha256_of(path)
+    if actual != file.sha256:
+        raise DigestError(f"{path}: SHA-256 {actual}, expected {file.sha256}")

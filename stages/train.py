@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
 
 from stages import mnist
 from stages.errors import run_stage
+from stages.model import build_model, compile_model, save_model
 from stages.params import TrainParams, load_params
 from stages.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, TRAIN_LOG_DIR
 
 
-def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None):
-    import keras
-    import tensorflow as tf
-
-    from stages.model import build_model, compile_model
-
+def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None) -> keras.Model:
     keras.utils.set_random_seed(p.seed)  # Python, NumPy and TensorFlow generators
     tf.config.experimental.enable_op_determinism()
 
@@ -38,9 +38,6 @@ def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None):
 
     callbacks = []
     if log_dir is not None:
-        from dvclive import Live
-        from dvclive.keras import DVCLiveCallback
-
         live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
         callbacks.append(DVCLiveCallback(live=live))
 
@@ -59,8 +56,6 @@ def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None):
 
 def main() -> None:
     params = load_params().train
-    from stages.model import save_model
-
     model = train(PREPARED_DIR, params, TRAIN_LOG_DIR)
     save_model(model, MODEL_JSON, MODEL_WEIGHTS)
     print(f"train: wrote {MODEL_JSON} and {MODEL_WEIGHTS}")

@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import pytest
+
+from stages.evaluate import evaluate, score, write_outputs
+from stages.model import build_model, save_model
+
+
+def test_score_by_hand():
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.0, 1.0]], dtype=np.float32)
+    labels = np.array([0, 1, 1, 1])
+    metrics = score(np.pad(probabilities, ((0, 0), (0, 8))), labels)
+    expected_loss = -np.mean(np.log([0.9, 0.8, 0.4, 1 - 1e-7]))
+    assert metrics["loss"] == pytest.approx(expected_loss, abs=1e-6)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["per_class_accuracy"]["0"] == 1.0
+    assert metrics["per_class_accuracy"]["1"] == pytest.approx(2 / 3, abs=1e-6)
+    assert set(metrics["per_class_accuracy"]) == {"0", "1"}  # no test digit of the others
+
+
+def test_evaluate_matches_keras_and_writes_its_files(real_prepared_dir, workdir, committed_params):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build_model((28, 28, 1), committed_params.train.model)
+    save_model(model, workdir / "models" / "model.json", workdir / "models" / "model.h5")
+    metrics, labels, predicted = evaluate(
+        real_prepared_dir, workdir / "models" / "model.json", workdir / "models" / "model.h5", 1000
+    )
+    model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    x_test, y_test = (np.load(real_prepared_dir / f"{a}_test.npy") for a in "xy")
+    keras_loss, keras_accuracy = model.evaluate(
+        x_test, keras.utils.to_categorical(y_test, 10), batch_size=1000, verbose=0
+    )
+    assert metrics["accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
+    assert metrics["loss"] == pytest.approx(keras_loss, rel=1e-4)
+    assert set(metrics["per_class_accuracy"]) == {str(d) for d in range(10)}
+
+    write_outputs(metrics, labels, predicted)
+    assert json.loads((workdir / "metrics.json").read_text()) == metrics
+    rows = (workdir / "reports" / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) == 10001
+    assert rows[1].startswith("7,")  # the first test digit is a 7

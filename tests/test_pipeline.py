@@ -1,0 +1,127 @@
+"""End to end: `dvc repro` in a temporary git repository holding this work tree, with a quick
+run's params, then every output checked, then the no-op and forced re-runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from stages import mnist
+from tests.conftest import REPO_ROOT, write_params
+
+QUICK = {"epochs": 1, "train_images": 2000}
+
+
+def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        # `python` in dvc.yaml must be this environment's interpreter, as in the README's setup.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    run = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and run.returncode != 0:
+        output = f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        pytest.fail(f"{' '.join(args)} failed ({run.returncode}):\n{output}")
+    return run
+
+
+def make_repo(dest: Path) -> Path:
+    """A new git repository holding this work tree's files as git sees them (a clone of the
+    working state, uncommitted edits included)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        if (REPO_ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, dest / name)
+    sh("git", "init", "-q", "-b", "main", cwd=dest)
+    sh("git", "config", "user.email", "test@example.com", cwd=dest)
+    sh("git", "config", "user.name", "test", cwd=dest)
+    sh("git", "add", "-A", cwd=dest)
+    sh("git", "commit", "-qm", "copy of the work tree", cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory, real_raw_dir):
+    """A quick `dvc repro` from nothing; the real fetch reads the download cache."""
+    repo = make_repo(tmp_path_factory.mktemp("repo"))
+    write_params(repo / "params.yaml", **QUICK)
+    sh("git", "commit", "-qam", "quick run", cwd=repo)
+    run = sh("dvc", "repro", cwd=repo)
+    return repo, run
+
+
+def test_every_stage_ran(repro):
+    _, run = repro
+    for stage in ("fetch", "preprocess", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in run.stdout
+
+
+def test_raw_and_prepared_data(repro):
+    repo, _ = repro
+    for file in mnist.FILES:
+        mnist.verify(repo / "data" / "raw" / file.name, file)
+    x_train = np.load(repo / "data" / "prepared" / "x_train.npy", mmap_mode="r")
+    assert x_train.shape == (60000, 28, 28, 1) and x_train.dtype == np.float32
+
+
+def test_the_model_loads_as_a_consumer_does_and_scores_what_metrics_json_says(repro):
+    repo, _ = repro
+    model = keras.models.model_from_json((repo / "models" / "model.json").read_text())
+    model.load_weights(str(repo / "models" / "model.h5"))
+    x_test = np.load(repo / "data" / "prepared" / "x_test.npy")
+    y_test = np.load(repo / "data" / "prepared" / "y_test.npy")
+    predicted = model.predict(x_test, batch_size=1000, verbose=0).argmax(axis=1)
+    metrics = json.loads((repo / "metrics.json").read_text())
+    assert metrics["accuracy"] == round(float((predicted == y_test).mean()), 6)
+    assert 0.8 < metrics["accuracy"] < 1.0  # 2000 images, one epoch
+    assert metrics["loss"] > 0
+
+
+def test_metrics_params_and_plots_are_wired_for_dvc(repro):
+    repo, _ = repro
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo).stdout)
+    workspace = shown[""]["data"]
+    assert workspace["metrics.json"]["data"]["accuracy"] > 0.8
+    assert "eval" in workspace["dvclive/metrics.json"]["data"]
+    params = json.loads(sh("dvc", "params", "diff", "HEAD~1", "--json", cwd=repo).stdout)
+    assert set(params["params.yaml"]) == {"train.epochs", "train.train_images"}
+    # Metrics and the plots' data are small and tracked by git (cache: false); models are not.
+    for tracked in ("metrics.json", "reports/predictions.csv", "dvclive/metrics.json"):
+        assert sh("git", "check-ignore", "-q", tracked, cwd=repo, check=False).returncode == 1
+    assert sh("git", "check-ignore", "-q", "models/model.h5", cwd=repo, check=False).returncode == 0
+    assert not (repo / ".partial").exists() or not any((repo / ".partial").iterdir())
+
+
+def test_repro_again_is_a_no_op_and_forced_train_gives_the_same_bytes(repro):
+    repo, _ = repro
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+    again = sh("dvc", "repro", cwd=repo)
+    assert "Running stage" not in again.stdout
+    locked = yaml.safe_load((repo / "dvc.lock").read_text())
+    locked_h5 = next(
+        o["md5"] for o in locked["stages"]["train"]["outs"] if o["path"] == "models/model.h5"
+    )
+    forced = sh("dvc", "repro", "-f", "train", cwd=repo)
+    assert "Running stage 'train'" in forced.stdout
+    relocked = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert (
+        next(
+            o["md5"] for o in relocked["stages"]["train"]["outs"] if o["path"] == "models/model.h5"
+        )
+        == locked_h5
+    )
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout

@@ -1,0 +1,59 @@
+"""The train stage as DVC runs it: a fresh process reading params.yaml and data/prepared."""
+
+import csv
+import json
+import os
+
+import keras
+
+from stages.paths import MODEL_JSON, MODEL_WEIGHTS
+from tests.conftest import run_stage_module, write_params
+
+QUICK = {"epochs": 2, "train_images": 1024}
+
+
+def _quick_run(workdir, prepared):
+    (workdir / "data").mkdir(exist_ok=True)
+    if not (workdir / "data" / "prepared").exists():
+        os.symlink(prepared, workdir / "data" / "prepared")
+    write_params(workdir / "params.yaml", **QUICK)
+    run = run_stage_module("train", workdir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def test_train_is_deterministic_to_the_byte(real_prepared_dir, workdir):
+    _quick_run(workdir, real_prepared_dir)
+    first = (workdir / MODEL_WEIGHTS).read_bytes(), (workdir / MODEL_JSON).read_text()
+    _quick_run(workdir, real_prepared_dir)
+    second = (workdir / MODEL_WEIGHTS).read_bytes(), (workdir / MODEL_JSON).read_text()
+    assert first == second
+
+
+def test_train_writes_the_model_and_the_epoch_logs(real_prepared_dir, workdir):
+    run = _quick_run(workdir, real_prepared_dir)
+    assert "Epoch 2/2" in run.stdout  # Keras's own progress output stays visible
+    assert sorted(p.name for p in (workdir / "models").iterdir()) == ["model.h5", "model.json"]
+    model = keras.models.model_from_json((workdir / MODEL_JSON).read_text())
+    model.load_weights(str(workdir / MODEL_WEIGHTS))
+    assert model.count_params() == 1_199_882
+    logs = workdir / "dvclive" / "plots" / "metrics"
+    for split in ("train", "eval"):
+        for metric in ("loss", "accuracy"):
+            with open(logs / split / f"{metric}.tsv") as tsv:
+                rows = list(csv.DictReader(tsv, delimiter="\t"))
+            assert [row["step"] for row in rows] == ["0", "1"]
+    summary = json.loads((workdir / "dvclive" / "metrics.json").read_text())
+    assert summary["eval"]["accuracy"] > 0.5  # 1024 images, 2 epochs: far above chance
+    assert not (workdir / "dvc.yaml").exists()  # DVCLive left dvc.yaml alone
+    assert not any((workdir / ".partial").iterdir())
+
+
+def test_bad_params_stop_train_before_it_starts(real_prepared_dir, workdir):
+    write_params(workdir / "params.yaml", epochs="twelve")
+    run = run_stage_module("train", workdir)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "train: error: params.yaml: train.epochs: input should be a valid integer (got 'twelve')"
+    )
+    assert not (workdir / "models").exists()
