@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from stages import mnist
-from stages.atomic import publish, staging
+from stages.atomic import atomic_output
 from stages.errors import run_stage
 from stages.model import load_model
 from stages.params import load_params
@@ -38,12 +38,10 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def write_outputs(metrics: dict, labels: np.ndarray, predicted: np.ndarray) -> None:
-    with staging("evaluate") as scratch:
-        (scratch / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        rows = "".join(f"{a},{p}\n" for a, p in zip(labels, predicted, strict=True))
-        (scratch / "predictions.csv").write_text("actual,predicted\n" + rows)
-        publish(scratch / "predictions.csv", PREDICTIONS)
-        publish(scratch / "metrics.json", METRICS)
+    rows = "".join(f"{a},{p}\n" for a, p in zip(labels, predicted, strict=True))
+    with atomic_output(METRICS) as metrics_partial, atomic_output(PREDICTIONS) as csv_partial:
+        metrics_partial.write_text(json.dumps(metrics, indent=2) + "\n")
+        csv_partial.write_text("actual,predicted\n" + rows)
 
 
 def evaluate(

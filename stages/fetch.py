@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from stages import mnist
-from stages.atomic import publish, staging
+from stages.atomic import atomic_output
 from stages.errors import StageError, run_stage
 from stages.params import load_params
 from stages.paths import RAW_DIR
@@ -33,14 +33,12 @@ def default_cache_dir() -> Path:
 
 def fetch(sources: list[str], out_dir: Path, cache_dir: Path, *, timeout_s: float) -> str:
     """Fill `out_dir` with the verified files; return where they came from."""
-    with staging("fetch") as scratch:
-        ready = scratch / "raw"
+    with atomic_output(out_dir) as ready:
         ready.mkdir()
         origin = _take_from_cache(cache_dir, ready)
         if origin is None:
-            origin = _download_first(sources, scratch, ready, timeout_s=timeout_s)
+            origin = _download_first(sources, ready, timeout_s=timeout_s)
             _add_to_cache(ready, cache_dir)
-        publish(ready, out_dir)
     return origin
 
 
@@ -58,10 +56,10 @@ def _take_from_cache(cache_dir: Path, into: Path) -> str | None:
     return f"download cache {cache_dir}"
 
 
-def _download_first(sources: list[str], scratch: Path, into: Path, *, timeout_s: float) -> str:
+def _download_first(sources: list[str], into: Path, *, timeout_s: float) -> str:
     failures = []
+    attempt = into / ".attempt"
     for source in sources:
-        attempt = scratch / "attempt"
         shutil.rmtree(attempt, ignore_errors=True)
         attempt.mkdir()
         try:
@@ -73,6 +71,7 @@ def _download_first(sources: list[str], scratch: Path, into: Path, *, timeout_s:
             continue
         for file in mnist.FILES:
             os.replace(attempt / file.name, into / file.name)
+        shutil.rmtree(attempt)
         return source
     raise FetchError("no source gave MNIST: " + "; ".join(failures))
 
@@ -89,11 +88,9 @@ def _verify(folder: Path) -> None:
 
 
 def _add_to_cache(folder: Path, cache_dir: Path) -> None:
-    cache_dir.mkdir(parents=True, exist_ok=True)
     for file in mnist.FILES:
-        partial = cache_dir / f".{file.sha256}.partial"
-        shutil.copyfile(folder / file.name, partial)
-        os.replace(partial, cache_dir / file.sha256)
+        with atomic_output(cache_dir / file.sha256) as partial:
+            shutil.copyfile(folder / file.name, partial)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from keras import layers
 from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
 from stages import mnist
-from stages.atomic import publish, staging
+from stages.atomic import atomic_output
 from stages.errors import StageError
 from stages.params import ModelParams, OptimizerParams
 
@@ -56,13 +56,12 @@ def compile_model(model: keras.Model, p: OptimizerParams) -> None:
 
 def save_model(model: keras.Model, json_path: Path, weights_path: Path) -> None:
     """Write model.json and model.h5 so that neither is ever seen half-written."""
-    with staging("model") as scratch:
-        (scratch / "model.json").write_text(model.to_json())
-        with h5py.File(scratch / "model.h5", "w") as h5:
+    # The weights land first (the inner block ends first): a model.json in place means the
+    # pair is complete.
+    with atomic_output(json_path) as json_partial, atomic_output(weights_path) as h5_partial:
+        json_partial.write_text(model.to_json())
+        with h5py.File(h5_partial, "w") as h5:
             save_weights_to_hdf5_group(h5, model)
-        # Weights first: a model.json in place means the pair is complete.
-        publish(scratch / "model.h5", weights_path)
-        publish(scratch / "model.json", json_path)
 
 
 def load_model(json_path: Path, weights_path: Path) -> keras.Model:

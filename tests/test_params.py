@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from stages.params import ParamsError, load_params
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def test_committed_params_are_the_notebooks(committed_params):

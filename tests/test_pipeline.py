@@ -4,11 +4,6 @@ run's params, then every output checked, then the no-op and forced re-runs."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,42 +11,10 @@ import pytest
 import yaml
 
 from stages import mnist
-from tests.conftest import REPO_ROOT, write_params
+from stages.paths import PREPARED_ARRAYS
+from tests.helpers import make_repo, sh, write_params
 
 QUICK = {"epochs": 1, "train_images": 2000}
-
-
-def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        # `python` in dvc.yaml must be this environment's interpreter, as in the README's setup.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    run = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and run.returncode != 0:
-        output = f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-        pytest.fail(f"{' '.join(args)} failed ({run.returncode}):\n{output}")
-    return run
-
-
-def make_repo(dest: Path) -> Path:
-    """A new git repository holding this work tree's files as git sees them (a clone of the
-    working state, uncommitted edits included)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for name in filter(None, listed):
-        if (REPO_ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, dest / name)
-    sh("git", "init", "-q", "-b", "main", cwd=dest)
-    sh("git", "config", "user.email", "test@example.com", cwd=dest)
-    sh("git", "config", "user.name", "test", cwd=dest)
-    sh("git", "add", "-A", cwd=dest)
-    sh("git", "commit", "-qm", "copy of the work tree", cwd=dest)
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +66,7 @@ def test_metrics_params_and_plots_are_wired_for_dvc(repro):
     for tracked in ("metrics.json", "reports/predictions.csv", "dvclive/metrics.json"):
         assert sh("git", "check-ignore", "-q", tracked, cwd=repo, check=False).returncode == 1
     assert sh("git", "check-ignore", "-q", "models/model.h5", cwd=repo, check=False).returncode == 0
-    assert not (repo / ".partial").exists() or not any((repo / ".partial").iterdir())
+    assert not list(repo.rglob("*.partial"))
 
 
 def test_repro_again_is_a_no_op_and_forced_train_gives_the_same_bytes(repro):
@@ -125,3 +88,18 @@ def test_repro_again_is_a_no_op_and_forced_train_gives_the_same_bytes(repro):
         == locked_h5
     )
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+
+
+def test_outputs_go_only_where_dvc_yaml_says(repro):
+    repo, _ = repro
+    new = sh("git", "status", "--porcelain", "--untracked-files=all", "--ignored", cwd=repo).stdout
+    paths = {line[3:] for line in new.splitlines()}
+    logs = {f"dvclive/plots/metrics/{split}/{name}.tsv" for split in ("train", "eval")
+            for name in ("loss", "accuracy")}  # fmt: skip
+    declared = logs | {
+        "dvc.lock", "metrics.json", "reports/predictions.csv", "models/model.json",
+        "models/model.h5", "dvclive/metrics.json",
+        *(f"data/raw/{file.name}" for file in mnist.FILES),
+        *(f"data/prepared/{name}.npy" for name in PREPARED_ARRAYS),
+    }  # fmt: skip
+    assert paths - {p for p in paths if p.startswith(".dvc/")} == declared

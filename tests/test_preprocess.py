@@ -5,7 +5,7 @@ from stages import mnist
 from stages.idx import IdxError, write_idx
 from stages.mnist import DigestError
 from stages.preprocess import load_split, preprocess, scale_images
-from tests.conftest import small_mnist_arrays
+from tests.helpers import run_stage_module, small_mnist_arrays, write_params
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ def test_real_mnist_becomes_float_arrays(real_raw_dir, workdir, data_format, ima
     assert y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     counts = np.bincount(y_test, minlength=10).tolist()
     assert counts == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-    assert not (workdir / ".partial" / "preprocess").exists()
+    assert not list(workdir.rglob("*.partial"))
 
 
 def test_scaling_matches_the_notebook():
@@ -84,3 +84,16 @@ def test_damaged_raw_data_writes_nothing(raw_copy, workdir, damage, error, messa
     assert str(raw_copy / mnist.TRAIN_IMAGES.name) in str(raised.value)
     assert [p.name for p in out.iterdir()] == ["x_train.npy"]
     assert (out / "x_train.npy").read_text() == "previous output"
+
+
+def test_the_stage_exits_non_zero_with_one_line(raw_copy, workdir):
+    labels = raw_copy / mnist.TEST_LABELS.name
+    labels.write_bytes(labels.read_bytes()[:-10])
+    write_params(workdir / "params.yaml")
+    run = run_stage_module("preprocess", workdir)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "preprocess: error: data/raw/t10k-labels-idx1-ubyte: 9998 bytes, but its header (10000) "
+        "needs 10008: the file is truncated or has trailing bytes"
+    ]
+    assert not (workdir / "data" / "prepared").exists()

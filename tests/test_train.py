@@ -7,7 +7,7 @@ import os
 import keras
 
 from stages.paths import MODEL_JSON, MODEL_WEIGHTS
-from tests.conftest import run_stage_module, write_params
+from tests.helpers import run_stage_module, write_params
 
 QUICK = {"epochs": 2, "train_images": 1024}
 
@@ -46,7 +46,7 @@ def test_train_writes_the_model_and_the_epoch_logs(real_prepared_dir, workdir):
     summary = json.loads((workdir / "dvclive" / "metrics.json").read_text())
     assert summary["eval"]["accuracy"] > 0.5  # 1024 images, 2 epochs: far above chance
     assert not (workdir / "dvc.yaml").exists()  # DVCLive left dvc.yaml alone
-    assert not any((workdir / ".partial").iterdir())
+    assert not list(workdir.rglob("*.partial"))
 
 
 def test_bad_params_stop_train_before_it_starts(real_prepared_dir, workdir):

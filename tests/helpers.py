@@ -1,0 +1,153 @@
+"""Helpers the tests share: synthetic IDX data, quick-run params, running stages and `dvc`
+the way a user does, a throwaway git repository of this work tree, and a local HTTP mirror."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from stages import mnist
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# `python` in dvc.yaml must be this environment's interpreter, as after the README's set-up.
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "PYTHONPATH": str(REPO_ROOT),
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
+def small_mnist_arrays(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 images and labels shaped like MNIST's."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, mnist.IMAGE_ROWS, mnist.IMAGE_COLS), dtype=np.uint8)
+    labels = rng.integers(0, mnist.NUM_CLASSES, size=count, dtype=np.uint8)
+    return images, labels
+
+
+def write_params(path: Path, **train_overrides) -> Path:
+    """The committed params.yaml with some `train` values replaced (quick runs)."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["train"].update(train_overrides)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def run_stage_module(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """`python -m stages.<name>` in `cwd`, as dvc.yaml runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{name}"],
+        cwd=cwd,
+        env={**ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def sh(*args: str, cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    run = subprocess.run(
+        args, cwd=cwd, env={**ENV, **env}, capture_output=True, text=True, timeout=900
+    )
+    if check and run.returncode != 0:
+        output = f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        pytest.fail(f"{' '.join(args)} failed ({run.returncode}):\n{output}")
+    return run
+
+
+def make_repo(dest: Path) -> Path:
+    """A new git repository holding this work tree's files as git sees them (a clone of the
+    working state, uncommitted edits included)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        if (REPO_ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, dest / name)
+    sh("git", "init", "-q", "-b", "main", cwd=dest)
+    sh("git", "config", "user.email", "test@example.com", cwd=dest)
+    sh("git", "config", "user.name", "test", cwd=dest)
+    sh("git", "add", "-A", cwd=dest)
+    sh("git", "commit", "-qm", "copy of the work tree", cwd=dest)
+    return dest
+
+
+def gzip_files(raw_dir: Path, dest: Path) -> Path:
+    """The four IDX files gzipped, laid out like the public mirrors."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for file in mnist.FILES:
+        with (
+            open(raw_dir / file.name, "rb") as src,
+            gzip.open(dest / f"{file.name}.gz", "wb", compresslevel=1) as out,
+        ):
+            shutil.copyfileobj(src, out)
+    return dest
+
+
+HANG_S = 4.0  # how long /slow/ keeps a client waiting before it gives up
+
+
+class _Mirror(http.server.BaseHTTPRequestHandler):
+    """/good/<file>: the file; /throttled/<file>: the same, 64 KiB every 50 ms; /html/...: an
+    HTML error page; /wrong/...: gzip of the wrong bytes; /slow/...: no answer; else 404."""
+
+    gz_dir: Path
+
+    def do_GET(self):
+        kind, _, name = self.path.strip("/").partition("/")
+        if kind in ("good", "throttled") and (self.gz_dir / name).is_file():
+            body, content_type = (self.gz_dir / name).read_bytes(), "application/gzip"
+        elif kind == "html":
+            body, content_type = b"<html><body>Quota exceeded</body></html>", "text/html"
+        elif kind == "wrong":
+            body, content_type = gzip.compress(b"\0\0\x08\x03not mnist"), "application/gzip"
+        elif kind == "slow":
+            time.sleep(HANG_S)
+            return
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        step = 1 << 16 if kind == "throttled" else len(body)
+        for start in range(0, len(body), step):
+            self.wfile.write(body[start : start + step])
+            if kind == "throttled":
+                time.sleep(0.05)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serve_mirror(gz_dir: Path) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 serving `gz_dir` as _Mirror says; stopped on exit."""
+    handler = type("Handler", (_Mirror,), {"gz_dir": gz_dir})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
