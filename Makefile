@@ -6,16 +6,25 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all setup repro test lint lock clean
+.PHONY: all setup system-packages repro test lint lock clean
 
 all: repro
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed build/plots.html
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
+
+# The page template that lets `dvc plots` draw offline (Vega libraries from npm, inlined).
+build/plots.html: package-lock.json scripts/build_plots_template.py | $(VENV)/.installed
+	npm ci --silent --no-audit --no-fund
+	$(VENV)/bin/python scripts/build_plots_template.py node_modules $@
+
+# Debian packages for the servers and the browser the tests use (root; CI runs it too).
+system-packages:
+	scripts/install-system-packages
 
 repro: setup
 	dvc repro
@@ -39,4 +48,4 @@ lock:
 	  /tmp/mnist-dvc-lock/bin/pip freeze --exclude-editable; } > requirements.lock
 
 clean:
-	rm -rf $(VENV) .partial
+	rm -rf $(VENV) node_modules build

@@ -16,3 +16,5 @@ PREDICTIONS = Path("reports/predictions.csv")
 
 # The arrays that preprocess writes and train/evaluate read, one .npy file each.
 PREPARED_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+REPORT = Path("reports/model.md")
+REPORT_CONFUSION = Path("reports/confusion.png")

@@ -29,7 +29,7 @@ def repro(tmp_path_factory, real_raw_dir):
 
 def test_every_stage_ran(repro):
     _, run = repro
-    for stage in ("fetch", "preprocess", "train", "evaluate"):
+    for stage in ("fetch", "preprocess", "train", "evaluate", "report"):
         assert f"Running stage '{stage}'" in run.stdout
 
 
@@ -98,6 +98,7 @@ def test_outputs_go_only_where_dvc_yaml_says(repro):
             for name in ("loss", "accuracy")}  # fmt: skip
     declared = logs | {
         "dvc.lock", "metrics.json", "reports/predictions.csv", "models/model.json",
+        "reports/model.md", "reports/confusion.png",
         "models/model.h5", "dvclive/metrics.json",
         *(f"data/raw/{file.name}" for file in mnist.FILES),
         *(f"data/prepared/{name}.npy" for name in PREPARED_ARRAYS),

@@ -1,0 +1,121 @@
+"""Stage `report`: a model card, reports/model.md, that shows a reviewer what this model version
+is without running anything: its params, test metrics, accuracy per digit, confusion matrix
+(reports/confusion.png) and the md5 of model.json and model.h5, the hashes dvc.lock records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from stages import mnist
+from stages.atomic import atomic_output
+from stages.errors import run_stage
+from stages.params import TrainParams, load_params
+from stages.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PREDICTIONS, REPORT, REPORT_CONFUSION
+
+CELL = 44  # pixels per cell of the confusion-matrix picture
+
+
+def confusion_matrix(predictions_csv: Path) -> np.ndarray:
+    """counts[actual, predicted] from the evaluate stage's predictions."""
+    pairs = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    counts = np.zeros((mnist.NUM_CLASSES, mnist.NUM_CLASSES), np.int64)
+    np.add.at(counts, (pairs[:, 0], pairs[:, 1]), 1)
+    return counts
+
+
+def draw_confusion(counts: np.ndarray) -> Image.Image:
+    """A heat map, true digit down and predicted digit across, each cell with its count."""
+    n = len(counts)
+    margin = CELL
+    image = Image.new("RGB", (margin + n * CELL, margin + n * CELL), "white")
+    draw = ImageDraw.Draw(image)
+    shade = np.log1p(counts) / np.log1p(counts.max() or 1)
+    for actual in range(n):
+        draw.text(
+            (margin // 2, margin + actual * CELL + CELL // 2), str(actual), "black", anchor="mm"
+        )
+        draw.text(
+            (margin + actual * CELL + CELL // 2, margin // 2), str(actual), "black", anchor="mm"
+        )
+        for predicted in range(n):
+            level = int(255 * (1 - shade[actual, predicted]))
+            box = (margin + predicted * CELL, margin + actual * CELL)
+            draw.rectangle([box, (box[0] + CELL - 1, box[1] + CELL - 1)], fill=(level, level, 255))
+            ink = "white" if level < 128 else "black"
+            centre = (box[0] + CELL // 2, box[1] + CELL // 2)
+            draw.text(centre, str(counts[actual, predicted]), ink, anchor="mm")
+    return image
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def model_card(metrics: dict, params: TrainParams, counts: np.ndarray, files: list[Path]) -> str:
+    flat = _flatten(params.model_dump())
+    lines = [
+        "# MNIST CNN: model card",
+        "",
+        f"Test accuracy **{metrics['accuracy']:.4f}**, test loss {metrics['loss']:.4f} "
+        f"on the {int(counts.sum())} MNIST test images.",
+        "",
+        "## Files",
+        "",
+        "| file | md5 (as in dvc.lock) | bytes |",
+        "| --- | --- | --- |",
+        *(f"| `{path}` | `{md5_of(path)}` | {path.stat().st_size} |" for path in files),
+        "",
+        "## Training params (params.yaml, `train`)",
+        "",
+        "| param | value |",
+        "| --- | --- |",
+        *(f"| `train.{key}` | {value} |" for key, value in flat.items()),
+        "",
+        "## Accuracy per digit",
+        "",
+        "| digit | accuracy | test images |",
+        "| --- | --- | --- |",
+        *(
+            f"| {digit} | {metrics['per_class_accuracy'][str(digit)]:.4f} | {counts[digit].sum()} |"
+            for digit in range(len(counts))
+        ),
+        "",
+        "## Confusion matrix",
+        "",
+        "True digit down, predicted digit across.",
+        "",
+        f"![confusion matrix]({REPORT_CONFUSION.name})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def main() -> None:
+    params = load_params().train
+    metrics = json.loads(METRICS.read_text())
+    counts = confusion_matrix(PREDICTIONS)
+    card = model_card(metrics, params, counts, [MODEL_JSON, MODEL_WEIGHTS])
+    with atomic_output(REPORT_CONFUSION) as png, atomic_output(REPORT) as markdown:
+        draw_confusion(counts).save(png, format="PNG")
+        markdown.write_text(card)
+    print(f"report: wrote {REPORT} and {REPORT_CONFUSION}")
+
+
+if __name__ == "__main__":
+    run_stage("report", main)
