@@ -1,0 +1,33 @@
+import hashlib
+
+import numpy as np
+
+from stages.report import confusion_matrix, draw_confusion, model_card
+
+
+def test_confusion_matrix_counts_actual_by_predicted(tmp_path):
+    csv = tmp_path / "predictions.csv"
+    csv.write_text("actual,predicted\n7,7\n7,1\n2,2\n7,7\n")
+    counts = confusion_matrix(csv)
+    assert counts.shape == (10, 10) and counts.sum() == 4
+    assert (counts[7, 7], counts[7, 1], counts[2, 2]) == (2, 1, 1)
+
+
+def test_picture_has_a_cell_per_pair():
+    counts = np.diag(np.arange(1, 11))
+    picture = draw_confusion(counts)
+    assert picture.size == (44 * 11, 44 * 11)
+
+
+def test_card_names_the_files_by_their_md5(tmp_path, committed_params):
+    model = tmp_path / "model.h5"
+    model.write_bytes(b"weights")
+    metrics = {
+        "accuracy": 0.5,
+        "loss": 1.25,
+        "per_class_accuracy": {str(d): 0.5 for d in range(10)},
+    }
+    card = model_card(metrics, committed_params.train, np.ones((10, 10), np.int64), [model])
+    assert f"| `{model}` | `{hashlib.md5(b'weights').hexdigest()}` | 7 |" in card
+    assert "Test accuracy **0.5000**, test loss 1.2500 on the 100 MNIST test images." in card
+    assert "| `train.optimizer.learning_rate` | 1.0 |" in card
