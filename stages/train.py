@@ -7,6 +7,7 @@ model.h5. Per-epoch loss and accuracy (train and validation) go to DVCLive's fol
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import keras
@@ -47,7 +48,9 @@ def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None) -> keras.Mod
         one_hot(y_train, mnist.NUM_CLASSES),
         batch_size=p.batch_size,
         epochs=p.epochs,
-        verbose=1,
+        # Keras's animated progress bar in a terminal; one line per epoch in a log file (a
+        # queued `dvc exp` or CI), where the bar would write a line per batch.
+        verbose=1 if sys.stdout.isatty() else 2,
         validation_data=(x_test, one_hot(y_test, mnist.NUM_CLASSES)),
         callbacks=callbacks,
     )
