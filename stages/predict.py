@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from stages import mnist
 from stages.errors import StageError
+from stages.model import load_model
 from stages.paths import MODEL_JSON, MODEL_WEIGHTS
 
 DIGIT_BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image
@@ -114,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=MODEL_JSON.parent)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
-
-    from stages.model import load_model
 
     try:
         model = load_model(args.model_dir / MODEL_JSON.name, args.model_dir / MODEL_WEIGHTS.name)

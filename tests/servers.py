@@ -9,7 +9,6 @@ folder on free ports and stopped by the PIDs this code started, even when a test
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.helpers import missing_prerequisite
 
 CEPH_TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph")
 SSH_TOOLS = ("/usr/sbin/sshd", "ssh-keygen")
@@ -30,10 +29,7 @@ def require(tools: tuple[str, ...], packages: str) -> None:
     """Skip when a server's programs are missing, except under CI, where that is a failure."""
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
-        message = f"needs {', '.join(missing)}: apt-get install {packages}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_prerequisite(f"needs {', '.join(missing)}: apt-get install {packages}")
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ from stages import mnist, sources
 from stages.fetch import FetchError, fetch
 from stages.idx import read_idx
 from tests.helpers import HANG_S, run_stage_module, serve_mirror, write_params
+from tests.servers import free_port
 
 TIMEOUT_S = HANG_S / 2
 
@@ -26,12 +27,7 @@ def server(gz_dir):
 
 @pytest.fixture
 def unreachable_url():
-    import socket
-
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mnist/"
+    return f"http://127.0.0.1:{free_port()}/mnist/"  # free a moment ago: nothing listens there
 
 
 def _run(sources_list, workdir, cache):

@@ -3,7 +3,6 @@ clear line and leave the previous outputs as they were."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_stage_module, write_params
+from tests.helpers import missing_prerequisite, run_stage_module, write_params
 
 
 @contextmanager
@@ -27,10 +26,7 @@ def mounted(folder: Path, *options: str) -> Iterator[None]:
         run = subprocess.run(command, capture_output=True, text=True, check=False)
         if run.returncode != 0:
             subprocess.run(["umount", str(folder)], capture_output=True, check=False)
-            message = f"needs root to mount ({run.stderr.strip()})"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+            missing_prerequisite(f"needs root to mount ({run.stderr.strip()})")
     try:
         yield
     finally:

@@ -15,7 +15,7 @@ import yaml
 
 from stages.evaluate import evaluate
 from tests.helpers import make_repo, sh, write_params
-from tests.servers import ceph_rgw, sshd
+from tests.servers import ceph_rgw, free_port, sshd
 
 QUICK = {"epochs": 1, "train_images": 2000}
 MODEL_FILES = ("models/model.json", "models/model.h5")
@@ -203,8 +203,6 @@ def test_stopped_ssh_server(origin, tmp_path):
 
 
 def test_stopped_s3_server(origin, tmp_path):
-    from tests.servers import free_port
-
     sh("dvc", "remote", "add", "-f", "gone", "s3://models/dvc", cwd=origin)
     sh("dvc", "remote", "modify", "gone", "endpointurl", f"http://127.0.0.1:{free_port()}",
        cwd=origin)  # fmt: skip
