@@ -12,9 +12,12 @@ all: repro
 
 setup: $(VENV)/.installed build/plots.html
 
-$(VENV)/.installed: requirements.lock
+# The locked packages, then this project's library (mnist_dvc, editable: stages and console
+# scripts run the checkout's code) without touching the locked versions.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 # The page template that lets `dvc plots` draw offline (Vega libraries from npm, inlined).

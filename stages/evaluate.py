@@ -1,8 +1,9 @@
 """Stage `evaluate`: score models/model.json + model.h5 on the test set, as a consumer loads them.
 
-Writes metrics.json (test loss and accuracy, the notebook's two numbers, and accuracy per
-digit) and reports/predictions.csv (actual and predicted digit per test image), from which
-`dvc plots` draws the confusion matrix.
+Writes metrics.json (test accuracy and loss, the notebook's two numbers: the headline that
+`dvc metrics` and `dvc exp show` compare), reports/per_digit.json (accuracy per digit) and
+reports/predictions.csv (actual and predicted digit per test image), from which `dvc plots`
+draws the confusion matrix.
 """
 
 from __future__ import annotations
@@ -12,56 +13,59 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import mnist
-from stages.atomic import atomic_output
-from stages.errors import run_stage
-from stages.model import load_model
-from stages.params import load_params
-from stages.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PREDICTIONS, PREPARED_DIR
+from mnist_dvc import mnist, prepared
+from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.model import load_model
+from mnist_dvc.params import load_params
+from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PER_DIGIT, PREDICTIONS, PREPARED_DIR
+from mnist_dvc.stage import run_stage
 
 
-def score(probabilities: np.ndarray, labels: np.ndarray) -> dict:
-    """Categorical cross-entropy (clipped as Keras does), accuracy, and accuracy per class."""
+def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[dict, dict]:
+    """(accuracy and categorical cross-entropy, clipped as Keras does; accuracy per digit)."""
     epsilon = 1e-7
     picked = np.clip(probabilities[np.arange(len(labels)), labels], epsilon, 1 - epsilon)
-    predicted = probabilities.argmax(axis=1)
-    correct = predicted == labels
-    return {
-        "loss": round(float(-np.log(picked.astype(np.float64)).mean()), 6),
+    correct = probabilities.argmax(axis=1) == labels
+    metrics = {
         "accuracy": round(float(correct.mean()), 6),
-        "per_class_accuracy": {
-            str(digit): round(float(correct[labels == digit].mean()), 6)
-            for digit in range(mnist.NUM_CLASSES)
-            if (labels == digit).any()
-        },
+        "loss": round(float(-np.log(picked.astype(np.float64)).mean()), 6),
     }
+    per_digit = {
+        str(digit): round(float(correct[labels == digit].mean()), 6)
+        for digit in range(mnist.NUM_CLASSES)
+        if (labels == digit).any()
+    }
+    return metrics, per_digit
 
 
-def write_outputs(metrics: dict, labels: np.ndarray, predicted: np.ndarray) -> None:
+def write_outputs(
+    metrics: dict, per_digit: dict, labels: np.ndarray, predicted: np.ndarray
+) -> None:
     rows = "".join(f"{a},{p}\n" for a, p in zip(labels, predicted, strict=True))
-    with atomic_output(METRICS) as metrics_partial, atomic_output(PREDICTIONS) as csv_partial:
-        metrics_partial.write_text(json.dumps(metrics, indent=2) + "\n")
-        csv_partial.write_text("actual,predicted\n" + rows)
+    with atomic_outputs(METRICS, PER_DIGIT, PREDICTIONS) as (metrics_file, digits_file, csv_file):
+        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+        digits_file.write_text(json.dumps(per_digit, indent=2) + "\n")
+        csv_file.write_text("actual,predicted\n" + rows)
 
 
 def evaluate(
     prepared_dir: Path, json_path: Path, weights_path: Path, batch_size: int
-) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Return (metrics, labels, predicted digits) for the model on the test set."""
+) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    """(metrics, accuracy per digit, labels, predicted digits) for the model on the test set."""
     model = load_model(json_path, weights_path)
-    x_test = np.load(prepared_dir / "x_test.npy")
-    y_test = np.load(prepared_dir / "y_test.npy").astype(np.int64)
+    x_test, y_test = prepared.load_split(prepared_dir, "test")
     probabilities = model.predict(x_test, batch_size=batch_size, verbose=0)
-    return score(probabilities, y_test), y_test, probabilities.argmax(axis=1)
+    labels = y_test.astype(np.int64)
+    return *score(probabilities, labels), labels, probabilities.argmax(axis=1)
 
 
 def main() -> None:
     params = load_params().evaluate
-    metrics, labels, predicted = evaluate(
+    metrics, per_digit, labels, predicted = evaluate(
         PREPARED_DIR, MODEL_JSON, MODEL_WEIGHTS, params.batch_size
     )
-    write_outputs(metrics, labels, predicted)
-    print(f"evaluate: test loss {metrics['loss']:.4f}, test accuracy {metrics['accuracy']:.4f}")
+    write_outputs(metrics, per_digit, labels, predicted)
+    print(f"evaluate: test accuracy {metrics['accuracy']:.4f}, test loss {metrics['loss']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Stage `fetch`: put the four MNIST IDX files, verified against their pinned digests, in data/raw.
 
-Sources (params.yaml `fetch.sources`) are tried in order; one that fails is reported in a line
+Sources (sources.yaml) are tried in order; one that fails is reported in a line
 and the next is tried. Verified files are kept in a download cache keyed by digest
 (`$MNIST_CACHE_DIR`, default `~/.cache/mnist-dvc`), so a second fetch downloads nothing.
 """
@@ -12,12 +12,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from stages import mnist
-from stages.atomic import atomic_output
-from stages.errors import StageError, run_stage
-from stages.params import load_params
-from stages.paths import RAW_DIR
-from stages.sources import SourceError, obtain
+from mnist_dvc import mnist
+from mnist_dvc.atomic import atomic_output
+from mnist_dvc.errors import StageError
+from mnist_dvc.params import load_sources
+from mnist_dvc.paths import RAW_DIR
+from mnist_dvc.sources import SourceError, obtain
+from mnist_dvc.stage import run_stage
 
 
 class FetchError(StageError):
@@ -94,7 +95,7 @@ def _add_to_cache(folder: Path, cache_dir: Path) -> None:
 
 
 def main() -> None:
-    params = load_params().fetch
+    params = load_sources()
     origin = fetch(params.sources, RAW_DIR, default_cache_dir(), timeout_s=params.timeout_s)
     print(f"fetch: {len(mnist.FILES)} verified IDX files in {RAW_DIR} (from {origin})")
 

@@ -8,18 +8,16 @@ so training reads only the images it uses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from stages import mnist
-from stages.atomic import atomic_output
-from stages.errors import run_stage
-from stages.idx import IdxError, read_idx
-from stages.params import load_params
-from stages.paths import PREPARED_DIR, RAW_DIR
-
-DataFormat = Literal["channels_last", "channels_first"]
+from mnist_dvc import mnist, prepared
+from mnist_dvc.atomic import atomic_output
+from mnist_dvc.idx import IdxError, read_idx
+from mnist_dvc.params import load_params
+from mnist_dvc.paths import PREPARED_DIR, RAW_DIR
+from mnist_dvc.prepared import DataFormat
+from mnist_dvc.stage import run_stage
 
 
 def load_split(
@@ -41,8 +39,7 @@ def load_split(
 
 def scale_images(images: np.ndarray, data_format: DataFormat) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 in [0, 1] with a channel axis where Keras wants it."""
-    channel_axis = -1 if data_format == "channels_last" else 1
-    return np.expand_dims(images.astype(np.float32) / 255.0, axis=channel_axis)
+    return prepared.with_channel(images.astype(np.float32) / 255.0, data_format)
 
 
 def preprocess(raw_dir: Path, out_dir: Path, data_format: DataFormat) -> None:
@@ -60,8 +57,7 @@ def preprocess(raw_dir: Path, out_dir: Path, data_format: DataFormat) -> None:
     with atomic_output(out_dir) as ready:
         ready.mkdir()
         for split, (images, labels) in loaded.items():
-            np.save(ready / f"x_{split}.npy", scale_images(images, data_format))
-            np.save(ready / f"y_{split}.npy", labels)
+            prepared.save_split(ready, split, scale_images(images, data_format), labels)
 
 
 def main() -> None:

@@ -12,11 +12,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from stages import mnist
-from stages.atomic import atomic_output
-from stages.errors import run_stage
-from stages.params import TrainParams, load_params
-from stages.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PREDICTIONS, REPORT, REPORT_CONFUSION
+from mnist_dvc import mnist
+from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.params import TrainParams, load_params
+from mnist_dvc.paths import (
+    METRICS,
+    MODEL_JSON,
+    MODEL_WEIGHTS,
+    PER_DIGIT,
+    PREDICTIONS,
+    REPORT,
+    REPORT_CONFUSION,
+)
+from mnist_dvc.stage import run_stage
 
 CELL = 44  # pixels per cell of the confusion-matrix picture
 
@@ -57,8 +65,13 @@ def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def model_card(metrics: dict, params: TrainParams, counts: np.ndarray, files: list[Path]) -> str:
-    flat = _flatten(params.model_dump())
+def model_card(
+    metrics: dict, per_digit: dict, params: TrainParams, counts: np.ndarray, files: list[Path]
+) -> str:
+    chosen = params.model_dump()
+    # Only the selected architecture's settings describe this model.
+    chosen["model"] = {"arch": params.model.arch, **params.model.settings.model_dump()}
+    flat = _flatten(chosen)
     lines = [
         "# MNIST CNN: model card",
         "",
@@ -82,7 +95,7 @@ def model_card(metrics: dict, params: TrainParams, counts: np.ndarray, files: li
         "| digit | accuracy | test images |",
         "| --- | --- | --- |",
         *(
-            f"| {digit} | {metrics['per_class_accuracy'][str(digit)]:.4f} | {counts[digit].sum()} |"
+            f"| {digit} | {per_digit[str(digit)]:.4f} | {counts[digit].sum()} |"
             for digit in range(len(counts))
         ),
         "",
@@ -108,10 +121,10 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def main() -> None:
     params = load_params().train
-    metrics = json.loads(METRICS.read_text())
+    metrics, per_digit = json.loads(METRICS.read_text()), json.loads(PER_DIGIT.read_text())
     counts = confusion_matrix(PREDICTIONS)
-    card = model_card(metrics, params, counts, [MODEL_JSON, MODEL_WEIGHTS])
-    with atomic_output(REPORT_CONFUSION) as png, atomic_output(REPORT) as markdown:
+    card = model_card(metrics, per_digit, params, counts, [MODEL_JSON, MODEL_WEIGHTS])
+    with atomic_outputs(REPORT_CONFUSION, REPORT) as (png, markdown):
         draw_confusion(counts).save(png, format="PNG")
         markdown.write_text(card)
     print(f"report: wrote {REPORT} and {REPORT_CONFUSION}")

@@ -1,8 +1,10 @@
-"""Stage `train`: fit the notebook's CNN on data/prepared; write models/model.json + model.h5.
+"""Stage `train`: fit the selected architecture on data/prepared; write models/model.json +
+model.h5 and the per-epoch logs in dvclive/.
 
 Seeded and deterministic: the same params, data and library versions give a byte-identical
 model.h5. Per-epoch loss and accuracy (train and validation) go to DVCLive's folder for
-`dvc plots`; dvc.yaml is hand-written, so DVCLive is told not to touch it.
+`dvc plots`; dvc.yaml is hand-written, so DVCLive is told not to touch it. The model and the
+logs replace the previous ones together, only when training has finished.
 """
 
 from __future__ import annotations
@@ -11,26 +13,25 @@ import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from stages import mnist
-from stages.errors import run_stage
-from stages.model import build_model, compile_model, save_model
-from stages.params import TrainParams, load_params
-from stages.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, TRAIN_LOG_DIR
+from mnist_dvc import mnist, prepared
+from mnist_dvc.architectures import build_model
+from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.model import compile_model, write_model
+from mnist_dvc.params import TrainParams, load_params
+from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, TRAIN_LOG_DIR
+from mnist_dvc.stage import run_stage
 
 
 def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None) -> keras.Model:
     keras.utils.set_random_seed(p.seed)  # Python, NumPy and TensorFlow generators
     tf.config.experimental.enable_op_determinism()
 
-    x_train = np.load(prepared_dir / "x_train.npy", mmap_mode="r")[: p.train_images]
-    y_train = np.load(prepared_dir / "y_train.npy")[: p.train_images]
-    x_test = np.load(prepared_dir / "x_test.npy")
-    y_test = np.load(prepared_dir / "y_test.npy")
+    x_train, y_train = prepared.load_split(prepared_dir, "train", count=p.train_images)
+    x_test, y_test = prepared.load_split(prepared_dir, "test")
     one_hot = keras.utils.to_categorical
 
     model = build_model(x_train.shape[1:], p.model)
@@ -44,7 +45,7 @@ def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None) -> keras.Mod
 
     # As in the notebook, the test set is the validation data.
     model.fit(
-        np.asarray(x_train),
+        x_train,
         one_hot(y_train, mnist.NUM_CLASSES),
         batch_size=p.batch_size,
         epochs=p.epochs,
@@ -59,9 +60,10 @@ def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None) -> keras.Mod
 
 def main() -> None:
     params = load_params().train
-    model = train(PREPARED_DIR, params, TRAIN_LOG_DIR)
-    save_model(model, MODEL_JSON, MODEL_WEIGHTS)
-    print(f"train: wrote {MODEL_JSON} and {MODEL_WEIGHTS}")
+    with atomic_outputs(MODEL_JSON, MODEL_WEIGHTS, TRAIN_LOG_DIR) as (json_path, h5_path, logs):
+        model = train(PREPARED_DIR, params, logs)
+        write_model(model, json_path, h5_path)
+    print(f"train: wrote {MODEL_JSON}, {MODEL_WEIGHTS} and {TRAIN_LOG_DIR}/")
 
 
 if __name__ == "__main__":

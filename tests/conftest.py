@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mnist_dvc.params import load_params, load_sources
 from stages.fetch import default_cache_dir, fetch
-from stages.params import load_params
 from tests.helpers import REPO_ROOT, gzip_files
 
 
@@ -19,15 +19,11 @@ def committed_params():
 
 
 @pytest.fixture(scope="session")
-def real_raw_dir(tmp_path_factory, committed_params) -> Path:
+def real_raw_dir(tmp_path_factory) -> Path:
     """The four real MNIST IDX files, from the committed sources through the real fetch stage."""
     out = tmp_path_factory.mktemp("real") / "raw"
-    fetch(
-        committed_params.fetch.sources,
-        out,
-        default_cache_dir(),
-        timeout_s=committed_params.fetch.timeout_s,
-    )
+    committed = load_sources(REPO_ROOT / "sources.yaml")
+    fetch(committed.sources, out, default_cache_dir(), timeout_s=committed.timeout_s)
     return out
 
 

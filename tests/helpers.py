@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import mnist
+from mnist_dvc import mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV = {
     **os.environ,
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    "PYTHONPATH": str(REPO_ROOT),
     "DVC_NO_ANALYTICS": "1",
 }
 
@@ -55,12 +54,20 @@ def write_params(path: Path, **train_overrides) -> Path:
     return path
 
 
+def write_sources(path: Path, sources: list[str]) -> Path:
+    """The committed sources.yaml with another list of sources."""
+    settings = yaml.safe_load((REPO_ROOT / "sources.yaml").read_text())
+    settings["sources"] = sources
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
 def run_stage_module(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m stages.<name>` in `cwd`, as dvc.yaml runs it."""
+    """`python -m stages.<name>` of this checkout in `cwd`, as dvc.yaml runs it."""
     return subprocess.run(
         [sys.executable, "-m", f"stages.{name}"],
         cwd=cwd,
-        env={**ENV, **env},
+        env={**ENV, "PYTHONPATH": str(REPO_ROOT), **env},
         capture_output=True,
         text=True,
         timeout=600,

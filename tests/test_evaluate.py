@@ -3,20 +3,22 @@ import json
 import numpy as np
 import pytest
 
+from mnist_dvc.architectures import build_model
+from mnist_dvc.model import save_model
 from stages.evaluate import evaluate, score, write_outputs
-from stages.model import build_model, save_model
 
 
 def test_score_by_hand():
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.0, 1.0]], dtype=np.float32)
     labels = np.array([0, 1, 1, 1])
-    metrics = score(np.pad(probabilities, ((0, 0), (0, 8))), labels)
+    metrics, per_digit = score(np.pad(probabilities, ((0, 0), (0, 8))), labels)
     expected_loss = -np.mean(np.log([0.9, 0.8, 0.4, 1 - 1e-7]))
     assert metrics["loss"] == pytest.approx(expected_loss, abs=1e-6)
     assert metrics["accuracy"] == 0.75
-    assert metrics["per_class_accuracy"]["0"] == 1.0
-    assert metrics["per_class_accuracy"]["1"] == pytest.approx(2 / 3, abs=1e-6)
-    assert set(metrics["per_class_accuracy"]) == {"0", "1"}  # no test digit of the others
+    assert list(metrics) == ["accuracy", "loss"]  # the headline, in the order tables show it
+    assert per_digit["0"] == 1.0
+    assert per_digit["1"] == pytest.approx(2 / 3, abs=1e-6)
+    assert set(per_digit) == {"0", "1"}  # no test digit of the others
 
 
 def test_evaluate_matches_keras_and_writes_its_files(real_prepared_dir, workdir, committed_params):
@@ -25,7 +27,7 @@ def test_evaluate_matches_keras_and_writes_its_files(real_prepared_dir, workdir,
     keras.utils.set_random_seed(0)
     model = build_model((28, 28, 1), committed_params.train.model)
     save_model(model, workdir / "models" / "model.json", workdir / "models" / "model.h5")
-    metrics, labels, predicted = evaluate(
+    metrics, per_digit, labels, predicted = evaluate(
         real_prepared_dir, workdir / "models" / "model.json", workdir / "models" / "model.h5", 1000
     )
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
@@ -35,10 +37,11 @@ def test_evaluate_matches_keras_and_writes_its_files(real_prepared_dir, workdir,
     )
     assert metrics["accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
     assert metrics["loss"] == pytest.approx(keras_loss, rel=1e-4)
-    assert set(metrics["per_class_accuracy"]) == {str(d) for d in range(10)}
+    assert set(per_digit) == {str(d) for d in range(10)}
 
-    write_outputs(metrics, labels, predicted)
+    write_outputs(metrics, per_digit, labels, predicted)
     assert json.loads((workdir / "metrics.json").read_text()) == metrics
+    assert json.loads((workdir / "reports" / "per_digit.json").read_text()) == per_digit
     rows = (workdir / "reports" / "predictions.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 10001
     assert rows[1].startswith("7,")  # the first test digit is a 7

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from stages import mnist, sources
+from mnist_dvc import mnist, sources
+from mnist_dvc.idx import read_idx
 from stages.fetch import FetchError, fetch
-from stages.idx import read_idx
-from tests.helpers import HANG_S, run_stage_module, serve_mirror, write_params
+from tests.helpers import HANG_S, run_stage_module, serve_mirror, write_sources
 from tests.servers import free_port
 
 TIMEOUT_S = HANG_S / 2
@@ -162,10 +161,7 @@ def test_a_flipped_byte_in_a_source_is_caught_by_its_digest(raw_copy, workdir, t
 
 
 def test_the_stage_exits_non_zero_with_one_line(workdir, unreachable_url, tmp_path):
-    write_params(workdir / "params.yaml")
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["fetch"]["sources"] = [unreachable_url]
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    write_sources(workdir / "sources.yaml", [unreachable_url])
     run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
@@ -173,4 +169,4 @@ def test_the_stage_exits_non_zero_with_one_line(workdir, unreachable_url, tmp_pa
         f"fetch: error: no source gave MNIST: {unreachable_url} "
         f"(train-images-idx3-ubyte.gz: Connection refused)"
     )
-    assert [p.name for p in workdir.rglob("*") if p.is_file()] == ["params.yaml"]
+    assert [p.name for p in workdir.rglob("*") if p.is_file()] == ["sources.yaml"]

@@ -3,7 +3,7 @@ import struct
 import numpy as np
 import pytest
 
-from stages.idx import IdxError, idx_bytes, read_idx, write_idx
+from mnist_dvc.idx import IdxError, idx_bytes, read_idx, write_idx
 from tests.helpers import small_mnist_arrays
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import mnist
+from mnist_dvc import mnist
 from tests.helpers import ENV, make_repo, serve_mirror, sh, write_params
 
 QUICK = {"epochs": 1, "train_images": 2000}

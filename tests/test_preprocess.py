@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from stages import mnist
-from stages.idx import IdxError, write_idx
-from stages.mnist import DigestError
+from mnist_dvc import mnist
+from mnist_dvc.idx import IdxError, write_idx
+from mnist_dvc.mnist import DigestError
 from stages.preprocess import load_split, preprocess, scale_images
 from tests.helpers import run_stage_module, small_mnist_arrays, write_params
 

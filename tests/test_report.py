@@ -22,12 +22,13 @@ def test_picture_has_a_cell_per_pair():
 def test_card_names_the_files_by_their_md5(tmp_path, committed_params):
     model = tmp_path / "model.h5"
     model.write_bytes(b"weights")
-    metrics = {
-        "accuracy": 0.5,
-        "loss": 1.25,
-        "per_class_accuracy": {str(d): 0.5 for d in range(10)},
-    }
-    card = model_card(metrics, committed_params.train, np.ones((10, 10), np.int64), [model])
+    metrics, per_digit = {"accuracy": 0.5, "loss": 1.25}, {str(d): 0.5 for d in range(10)}
+    counts = np.ones((10, 10), np.int64)
+    card = model_card(metrics, per_digit, committed_params.train, counts, [model])
     assert f"| `{model}` | `{hashlib.md5(b'weights').hexdigest()}` | 7 |" in card
     assert "Test accuracy **0.5000**, test loss 1.2500 on the 100 MNIST test images." in card
     assert "| `train.optimizer.learning_rate` | 1.0 |" in card
+    # the selected architecture's settings only
+    assert "| `train.model.arch` | notebook_cnn |" in card
+    assert "| `train.model.dense_units` | 128 |" in card
+    assert "mnist_convnet" not in card

@@ -6,7 +6,7 @@ import os
 
 import keras
 
-from stages.paths import MODEL_JSON, MODEL_WEIGHTS
+from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
 from tests.helpers import run_stage_module, write_params
 
 QUICK = {"epochs": 2, "train_images": 1024}

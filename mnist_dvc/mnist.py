@@ -9,39 +9,34 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.errors import StageError
+from mnist_dvc.errors import StageError
 
 
 @dataclass(frozen=True)
 class IdxFile:
     name: str
     sha256: str
-    size: int
     npz_key: str  # the array holding the same data in Keras's mnist.npz
 
 
 TRAIN_IMAGES = IdxFile(
     "train-images-idx3-ubyte",
     "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    47040016,
     "x_train",
 )
 TRAIN_LABELS = IdxFile(
     "train-labels-idx1-ubyte",
     "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    60008,
     "y_train",
 )
 TEST_IMAGES = IdxFile(
     "t10k-images-idx3-ubyte",
     "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    7840016,
     "x_test",
 )
 TEST_LABELS = IdxFile(
     "t10k-labels-idx1-ubyte",
     "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    10008,
     "y_test",
 )
 FILES: tuple[IdxFile, ...] = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import StageError
+from mnist_dvc.errors import StageError
 
 UBYTE = 0x08
 

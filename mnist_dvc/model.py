@@ -1,0 +1,103 @@
+"""How the model is compiled, saved and loaded: model.json (architecture) + model.h5 (weights in
+the legacy H5 layout that Keras 2's `model.save_weights("model.h5")` wrote). The architectures
+themselves are in mnist_dvc/architectures/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import keras
+
+# Keras 3 writes `.h5` weights only through its legacy saving module (its public
+# `save_weights` insists on `.weights.h5`, a different layout); loading goes through the public
+# `load_weights`, exactly as a consumer of the notebook's files does.
+from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+from mnist_dvc import mnist
+from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.errors import StageError, describe
+from mnist_dvc.params import OPTIMIZERS, OptimizerParams
+
+MAX_JSON_BYTES = 16 << 20  # a model.json of the notebook's model is about 4 KB
+
+
+class ModelError(StageError):
+    """model.json or model.h5 cannot be used."""
+
+
+def compile_model(model: keras.Model, p: OptimizerParams) -> None:
+    # Keras 3's Adadelta defaults to learning_rate=0.001, Keras 2's (the notebook's) to 1.0:
+    # every setting is passed explicitly so that params.yaml alone decides.
+    optimizer_class = getattr(keras.optimizers, OPTIMIZERS[p.name])
+    optimizer = optimizer_class(learning_rate=p.learning_rate, rho=p.rho, epsilon=p.epsilon)
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+
+
+def save_model(model: keras.Model, json_path: Path, weights_path: Path) -> None:
+    """Write model.json and model.h5 together, so that neither is ever seen half-written and
+    the pair in place always belongs together."""
+    with atomic_outputs(json_path, weights_path) as (json_partial, h5_partial):
+        write_model(model, json_partial, h5_partial)
+
+
+def write_model(model: keras.Model, json_path: Path, weights_path: Path) -> None:
+    """Write the pair as the notebook did: `model.to_json()` and the legacy H5 weights."""
+    json_path.write_text(model.to_json())
+    with h5py.File(weights_path, "w") as h5:
+        save_weights_to_hdf5_group(h5, model)
+
+
+def load_model(json_path: Path, weights_path: Path) -> keras.Model:
+    """Load the pair as a consumer would, refusing code that Keras's safe mode refuses and
+    anything that is not an MNIST classifier; every failure is one line naming the file."""
+    model = _model_from_json(json_path)
+    if not weights_path.is_file():
+        raise ModelError(f"{weights_path}: no such file")
+    try:
+        model.load_weights(weights_path)
+    except Exception as error:  # h5py's OSError, Keras's ValueError for mismatched shapes
+        raise ModelError(
+            f"{weights_path}: weights do not fit {json_path}: {describe(error)}"
+        ) from None
+    return model
+
+
+def _model_from_json(json_path: Path) -> keras.Model:
+    def refuse(why: str) -> ModelError:
+        return ModelError(f"{json_path}: {why}")
+
+    try:
+        if json_path.stat().st_size > MAX_JSON_BYTES:
+            raise refuse(f"over {MAX_JSON_BYTES >> 20} MB: not a model.json")
+        text = json_path.read_text(encoding="utf-8")
+        config = json.loads(text)
+    except OSError as error:
+        raise refuse(f"cannot read a model from it ({describe(error)})") from None
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise refuse(f"cannot read a model from it: not JSON ({describe(error)})") from None
+    if not (isinstance(config, dict) and {"class_name", "config"} <= config.keys()):
+        raise refuse("JSON, but not a Keras model (model.to_json() writes class_name and config)")
+    try:
+        model = keras.models.model_from_json(text)
+    except (Exception, RecursionError) as error:  # ValueError, TypeError, ... for foreign configs
+        raise refuse(
+            f"refused to build the model: {describe(error)} "
+            "(only Keras's own layers load; Lambda layers and custom classes are code)"
+        ) from None
+    if not isinstance(model, keras.Model):
+        raise refuse(f"describes a {type(model).__name__}, not a model")
+    rows, cols = mnist.IMAGE_ROWS, mnist.IMAGE_COLS
+    image_shapes = {(rows, cols, 1), (1, rows, cols)}
+    try:
+        shape_in, shape_out = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    except Exception:  # no Input layer, several inputs, ...: Keras raises various errors
+        shape_in = shape_out = None
+    if shape_in not in image_shapes or shape_out != (mnist.NUM_CLASSES,):
+        raise refuse(
+            f"a model from {shape_in} to {shape_out}, not from a 28x28 image to "
+            f"{mnist.NUM_CLASSES} digit probabilities"
+        )
+    return model
