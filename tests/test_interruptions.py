@@ -1,36 +1,167 @@
-"""SIGKILL in the middle of each stage, and a second `dvc repro` while one runs: nothing
-half-written is left where an output belongs, DVC notices, and the next run completes."""
+"""Nothing lost: a refused or interrupted run leaves every previous output byte-identical,
+cached by DVC or not, and `dvc status` tells the truth afterwards.
+
+In a repository where a quick `dvc repro` has run, each case below runs the command a user
+would run (`dvc repro`, `dvc repro -s X`, `dvc exp run`), with a bad value in each params
+section, a corrupt raw file, an interpreter that is not the locked environment, SIGINT and
+SIGTERM (what Ctrl-C and `kill` send) and SIGKILL mid-stage, and a second `dvc repro` while
+one runs; then it compares the md5 of every file of every output declared in dvc.yaml with
+the baseline.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mnist_dvc import mnist
-from tests.helpers import ENV, make_repo, serve_mirror, sh, write_params
+from tests.helpers import ENV, make_repo, serve_mirror, sh, write_params, write_sources
+
+pytestmark = pytest.mark.slow
 
 QUICK = {"epochs": 1, "train_images": 2000}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, real_raw_dir) -> Path:
-    """A repository where a quick `dvc repro` has run; every test leaves it up to date."""
+    """A repository where a quick `dvc repro` has run and been committed."""
     repo = make_repo(tmp_path_factory.mktemp("repo"))
     write_params(repo / "params.yaml", **QUICK)
-    sh("git", "commit", "-qam", "quick run", cwd=repo)
     sh("dvc", "repro", cwd=repo)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "quick run", cwd=repo)
     return repo
 
 
+@pytest.fixture
+def baseline(repo) -> Iterator[dict[str, str]]:
+    """md5 of every output file before the test; afterwards the work tree is reset to the
+    commit, so that each test starts from the same state."""
+    before = output_md5s(repo)
+    yield before
+    sh("git", "checkout", "--", ".", cwd=repo)
+    sh("dvc", "checkout", "--force", cwd=repo)
+
+
+def declared_outputs(repo: Path) -> list[Path]:
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for stage in stages.values():
+        for entry in stage.get("outs", []) + stage.get("metrics", []):
+            paths.append(repo / (entry if isinstance(entry, str) else next(iter(entry))))
+    return paths
+
+
+def output_md5s(repo: Path) -> dict[str, str]:
+    """md5 of each file of each declared output (a folder's files one by one)."""
+    digests = {}
+    for output in declared_outputs(repo):
+        files = sorted(output.rglob("*")) if output.is_dir() else [output]
+        for file in files:
+            if file.is_file():
+                digests[str(file.relative_to(repo))] = hashlib.md5(file.read_bytes()).hexdigest()
+    assert digests, "no outputs: the fixture's repro did not run"
+    return digests
+
+
+def assert_nothing_lost(repo: Path, baseline: dict[str, str]) -> None:
+    assert output_md5s(repo) == baseline
+    assert not list(repo.rglob("*.partial")), "half-written outputs are cleaned away"
+
+
+def assert_status_up_to_date(repo: Path) -> None:
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+
+
+def edit_yaml(path: Path, dotted: str, value: object) -> None:
+    data = yaml.safe_load(path.read_text())
+    *parents, last = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def last_line(run: subprocess.CompletedProcess) -> str:
+    lines = [line for line in run.stderr.splitlines() if "cuda" not in line.lower()]
+    return "\n".join(lines[-2:])
+
+
+@pytest.mark.parametrize(
+    ("file", "dotted", "value", "stage", "message"),
+    [
+        ("params.yaml", "preprocess.data_format", "nhwc", "preprocess", "preprocess.data_format"),
+        ("params.yaml", "train.epochs", "twelve", "train", "train.epochs: input should be"),
+        ("params.yaml", "train.epochs", 0, "train", "train.epochs: input should be greater"),
+        ("params.yaml", "train.batch_size", 0, "train", "train.batch_size"),
+        ("params.yaml", "evaluate.batch_size", 0, "evaluate", "evaluate.batch_size"),
+        ("sources.yaml", "timeout_s", -1, "fetch", "timeout_s: input should be greater"),
+    ],
+)
+def test_a_refused_value_in_each_section_loses_nothing(
+    repo, baseline, file, dotted, value, stage, message
+):
+    edit_yaml(repo / file, dotted, value)
+    run = sh("dvc", "repro", cwd=repo, check=False)
+    assert run.returncode != 0
+    assert f"{stage}: error: {file}: {message}" in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert_nothing_lost(repo, baseline)
+    status = sh("dvc", "status", cwd=repo).stdout
+    assert f"{stage}:" in status, status  # the truth: the settings changed, the outputs did not
+    sh("git", "checkout", "--", file, cwd=repo)
+    assert_status_up_to_date(repo)
+
+
+def test_a_refused_experiment_loses_nothing(repo, baseline):
+    run = sh("dvc", "exp", "run", "-S", "train.epochs=0", cwd=repo, check=False)
+    assert run.returncode != 0
+    assert "train: error: params.yaml: train.epochs: input should be greater" in run.stderr
+    assert_nothing_lost(repo, baseline)
+
+
+def test_a_corrupt_raw_file_loses_nothing(repo, baseline):
+    raw = repo / "data" / "raw" / mnist.TEST_LABELS.name
+    os.chmod(raw, 0o644)  # DVC links cached files read-only
+    raw.write_bytes(raw.read_bytes()[:-2])
+    baseline = {**baseline, f"data/raw/{raw.name}": hashlib.md5(raw.read_bytes()).hexdigest()}
+    run = sh("dvc", "repro", "-s", "preprocess", cwd=repo, check=False)
+    assert run.returncode != 0
+    assert f"preprocess: error: data/raw/{raw.name}: 10006 bytes" in run.stderr, run.stderr
+    assert_nothing_lost(repo, baseline)
+
+
+def test_the_wrong_python_loses_nothing(repo, baseline, tmp_path):
+    # `.venv/bin/dvc repro` without activating the environment: `python` is another one.
+    bare = tmp_path / "bare"
+    subprocess.run(
+        [sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", bare], check=True
+    )
+    dvc = str(Path(sys.executable).parent / "dvc")
+    path = f"{bare / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    run = sh(dvc, "repro", "-f", "-s", "train", cwd=repo, check=False, PATH=path)
+    assert run.returncode != 0
+    assert "train: error: " in run.stderr and "is not the environment in requirements.lock" in (
+        run.stderr
+    )
+    assert "Run `make setup`, then `source .venv/bin/activate`" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert_nothing_lost(repo, baseline)
+    assert_status_up_to_date(repo)
+
+
 def start(cwd: Path, *args: str, **env: str) -> tuple[subprocess.Popen, Path]:
-    """Start a command in its own process group, its output going to a log file."""
+    """Start a command in its own process group (as a terminal runs it), output to a log."""
     log = cwd.parent / f"{cwd.name}-{time.monotonic_ns()}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -51,80 +182,83 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, log: Path, l
         time.sleep(0.01)
 
 
-def kill(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage under it
-    proc.wait(timeout=60)
+def signal_group(proc: subprocess.Popen, signum: int) -> int:
+    os.killpg(proc.pid, signum)  # dvc and the stage under it, as Ctrl-C in a terminal does
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_train_ends_in_one_line_and_loses_nothing(repo, baseline, signum, status):
+    write_params(repo / "params.yaml", epochs=3, train_images=6000)
+    proc, log = start(repo, "dvc", "repro")
+    wait_for(lambda: "Epoch 2/3" in log.read_text(), proc, log)
+    signal_group(proc, signum)
+    output = log.read_text()
+    assert "train: interrupted" in output
+    assert f"failed to run: python -m stages.train, exited with {status}" in output
+    assert "Traceback" not in output, output[-3000:]
+    assert_nothing_lost(repo, baseline)
+    assert "train:" in sh("dvc", "status", cwd=repo).stdout  # the params changed; not the outputs
+    sh("git", "checkout", "--", "params.yaml", cwd=repo)
+    assert_status_up_to_date(repo)
+
+
+def test_sigint_during_start_up_is_one_line_too(repo):
+    proc, log = start(repo, sys.executable, "-m", "stages.train")
+    time.sleep(1.0)  # still importing TensorFlow
+    assert signal_group(proc, signal.SIGINT) == 130
+    assert log.read_text().strip().splitlines()[-1] == "train: interrupted"
+    assert "Traceback" not in log.read_text()
 
 
 def has_data(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_file() and p.stat().st_size for p in folder.rglob("*"))
 
 
-def locked_md5(repo: Path, stage: str, path: str) -> str:
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    return next(out["md5"] for out in lock["stages"][stage]["outs"] if out["path"] == path)
-
-
-def finish_and_check(repo: Path, stage: str) -> None:
-    status = sh("dvc", "status", cwd=repo).stdout
-    assert f"{stage}:" in status and "changed" in status, status
-    # DVC may restore the output from its cache rather than run the stage again.
-    sh("dvc", "repro", cwd=repo)
-    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
-    untracked = sh("git", "status", "--porcelain", "--untracked-files=all", cwd=repo).stdout
-    assert "??" not in untracked, untracked  # what a killed stage leaves is hidden and ignored
-    sh("dvc", "repro", "-f", stage, cwd=repo)
-    assert not list(repo.rglob("*.partial")), "the stage's next run removes what was left"
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-
-
-def test_kill_train_mid_epoch(repo):
-    before = snapshot(repo / "models")
+def test_sigkill_of_train_mid_epoch_loses_nothing(repo, baseline):
     write_params(repo / "params.yaml", epochs=3, train_images=6000)
     proc, log = start(repo, "dvc", "repro")
     wait_for(lambda: "Epoch 2/3" in log.read_text(), proc, log)
-    time.sleep(0.5)  # well inside the second epoch
-    kill(proc)
-    after = snapshot(repo / "models")
-    assert after in (before, {".gitignore": before[".gitignore"]}), sorted(after)
-    finish_and_check(repo, "train")
-    assert (repo / "models" / "model.h5").is_file()
+    signal_group(proc, signal.SIGKILL)
+    assert_nothing_lost(repo, baseline)
+    untracked = sh("git", "status", "--porcelain", "--untracked-files=all", cwd=repo).stdout
+    assert "??" not in untracked, untracked  # what a killed stage leaves is hidden and ignored
+    sh("git", "checkout", "--", "params.yaml", cwd=repo)
+    assert_status_up_to_date(repo)
 
 
-def test_kill_preprocess_while_it_writes(repo):
-    before = locked_md5(repo, "preprocess", "data/prepared")
+def test_sigkill_of_preprocess_while_it_writes_loses_nothing(repo, baseline):
     proc, log = start(repo, "dvc", "repro", "-f", "preprocess")
     wait_for(lambda: has_data(repo / "data" / ".prepared.partial"), proc, log)
-    kill(proc)
-    assert not (repo / "data" / "prepared").exists()  # DVC removed it; nothing half-made there
-    finish_and_check(repo, "preprocess")
-    assert locked_md5(repo, "preprocess", "data/prepared") == before
+    signal_group(proc, signal.SIGKILL)
+    assert (repo / "data" / ".prepared.partial").exists()  # left, hidden and git-ignored
+    assert output_md5s(repo) == baseline
+    assert_status_up_to_date(repo)
+    sh("dvc", "repro", "-f", "-s", "preprocess", cwd=repo)
+    assert not list(repo.rglob("*.partial")), "the stage's next run removes what was left"
+    assert output_md5s(repo) == baseline  # and writes the same bytes
 
 
-def test_kill_fetch_while_it_downloads(repo, gz_dir, tmp_path):
-    params = repo / "params.yaml"
-    committed = params.read_text()
+def test_sigkill_of_fetch_while_it_downloads_loses_nothing(repo, baseline, gz_dir, tmp_path):
     empty_cache = tmp_path / "cache"
     with serve_mirror(gz_dir) as url:
-        edited = yaml.safe_load(committed)
-        edited["fetch"]["sources"] = [f"{url}/throttled/"]
-        params.write_text(yaml.safe_dump(edited, sort_keys=False))
+        write_sources(repo / "sources.yaml", [f"{url}/throttled/"])
         proc, log = start(repo, "dvc", "repro", "fetch", MNIST_CACHE_DIR=str(empty_cache))
         wait_for(lambda: has_data(repo / "data" / ".raw.partial"), proc, log)
-        kill(proc)
-    assert not (repo / "data" / "raw").exists()
+        signal_group(proc, signal.SIGKILL)
+    assert {k: v for k, v in output_md5s(repo).items() if k.startswith("data/raw")} == {
+        k: v for k, v in baseline.items() if k.startswith("data/raw")
+    }
     assert not any(empty_cache.iterdir()) if empty_cache.exists() else True
-    params.write_text(committed)
-    finish_and_check(repo, "fetch")
-    for file in mnist.FILES:
-        mnist.verify(repo / "data" / "raw" / file.name, file)
+    sh("git", "checkout", "--", "sources.yaml", cwd=repo)
+    assert_status_up_to_date(repo)
 
 
-def test_a_second_repro_is_refused_while_one_runs(repo):
-    before = locked_md5(repo, "train", "models/model.h5")
+def test_a_second_repro_is_refused_while_one_runs(repo, baseline):
     proc, log = start(repo, "dvc", "repro", "-f", "train")
     wait_for(lambda: "Running stage 'train'" in log.read_text(), proc, log)
     second = sh("dvc", "repro", cwd=repo, check=False)
@@ -133,5 +267,5 @@ def test_a_second_repro_is_refused_while_one_runs(repo):
     assert "is busy, it is being blocked by" in second.stderr, second.stderr
     assert f"(PID {proc.pid})" in second.stderr
     assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
-    assert locked_md5(repo, "train", "models/model.h5") == before
-    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+    assert output_md5s(repo) == baseline  # deterministic: the forced run wrote the same bytes
+    assert_status_up_to_date(repo)

@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import missing_prerequisite, run_stage_module, write_params
 
+pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
+
 
 @contextmanager
 def mounted(folder: Path, *options: str) -> Iterator[None]:

@@ -150,7 +150,7 @@ def test_committed_sources_load():
             "  seed: yes",
             "train.seed: YAML reads yes as the boolean true; write true for a boolean, "
             "or 'yes' in quotes for the word",
-        ),  # fmt: skip
+        ),
         ("  seed: on", "train.seed: YAML reads on as the boolean true"),
         ("  seed: Off", "train.seed: YAML reads Off as the boolean false"),
     ],

@@ -14,6 +14,8 @@ import yaml
 from mnist_dvc import mnist, prepared
 from tests.helpers import make_repo, sh, write_params
 
+pytestmark = pytest.mark.slow
+
 QUICK = {"epochs": 1, "train_images": 2000}
 
 
@@ -109,3 +111,61 @@ def test_outputs_go_only_where_dvc_yaml_says(repro):
         *(str(path) for path in prepared.all_files(Path("data/prepared"))),
     }  # fmt: skip
     assert paths - {p for p in paths if p.startswith(".dvc/")} == declared
+
+
+def stages_with_changed_dep(repo, path: str) -> set[str]:
+    status = json.loads(sh("dvc", "status", "--json", cwd=repo).stdout)
+    return {
+        stage
+        for stage, changes in status.items()
+        for change in changes
+        if isinstance(change, dict) and path in change.get("changed deps", {})
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new", "expected"),
+    [
+        # Code: a line without a comment, changed as a developer would.
+        ("mnist_dvc/prepared.py", 'SPLITS = ("train", "test")', 'SPLITS = ("train", "test",)',
+         {"preprocess", "train", "evaluate"}),
+        ("mnist_dvc/sources.py", "def _is_local(", "def _is_local_source(",
+         {"fetch"}),
+        ("mnist_dvc/mnist.py", "NUM_TEST = 10000", "NUM_TEST = 10_000",
+         {"fetch", "preprocess", "train", "evaluate", "report"}),
+        ("mnist_dvc/architectures/mnist_convnet.py", "    data_format = ", "    data_format=",
+         {"train"}),
+        # The package versions: every stage whose results they can change (fetch's are pinned
+        # by their digests).
+        ("requirements.lock", "numpy==", "numpy===",
+         {"preprocess", "train", "evaluate", "report"}),
+    ],
+)  # fmt: skip
+def test_dvc_status_reports_a_change_for_exactly_the_stages_that_run_it(
+    repro, path, old, new, expected
+):
+    repo, _ = repro
+    file = repo / path
+    original = file.read_text()
+    assert old in original
+    file.write_text(original.replace(old, new, 1))
+    try:
+        assert stages_with_changed_dep(repo, path) == expected
+    finally:
+        file.write_text(original)
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+
+
+def test_an_experiment_switches_the_architecture(repro):
+    """(Last in this file: it leaves the experiment's results in the work tree.)"""
+    repo, _ = repro
+    sh("dvc", "exp", "run", "-S", "train.model.arch=mnist_convnet", "-n", "convnet", cwd=repo)
+    diff = json.loads(sh("dvc", "params", "diff", "--json", cwd=repo).stdout)
+    assert diff["params.yaml"]["train.model.arch"] == {
+        "old": "notebook_cnn",
+        "new": "mnist_convnet",
+    }
+    layers = json.loads((repo / "models" / "model.json").read_text())["config"]["layers"]
+    assert [layer["class_name"] for layer in layers].count("MaxPooling2D") == 2
+    metrics = json.loads((repo / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.8

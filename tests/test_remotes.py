@@ -17,6 +17,8 @@ from stages.evaluate import evaluate
 from tests.helpers import make_repo, sh, write_params
 from tests.servers import ceph_rgw, free_port, sshd
 
+pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
+
 QUICK = {"epochs": 1, "train_images": 2000}
 MODEL_FILES = ("models/model.json", "models/model.h5")
 
@@ -83,7 +85,7 @@ def round_trip(origin: Path, dest: Path, remote: str, configure_clone: Callable[
     assert sh("git", "status", "--porcelain", cwd=fresh).stdout == ""
     # (c) the pulled model scores exactly what the committed metrics.json says
     committed = json.loads((fresh / "metrics.json").read_text())
-    metrics, _, _ = evaluate(
+    metrics, _, _, _ = evaluate(
         real_prepared_dir, fresh / MODEL_FILES[0], fresh / MODEL_FILES[1], batch_size=1000
     )
     assert metrics["accuracy"] == committed["accuracy"]

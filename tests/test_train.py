@@ -5,9 +5,12 @@ import json
 import os
 
 import keras
+import pytest
 
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
 from tests.helpers import run_stage_module, write_params
+
+pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
 
 QUICK = {"epochs": 2, "train_images": 1024}
 

@@ -1,0 +1,70 @@
+"""How stages run: the locked environment is checked before anything else, and a user error or
+an interruption ends in one line."""
+
+from __future__ import annotations
+
+import signal
+from importlib import metadata
+
+import pytest
+
+from mnist_dvc.errors import StageError
+from mnist_dvc.stage import environment_problems, run_stage
+from tests.helpers import REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _keep_pytests_signal_handlers():
+    """run_stage installs its own handlers (a stage process exits right after)."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_this_environment_is_the_locked_one():
+    assert environment_problems(REPO_ROOT / "requirements.lock") == []
+
+
+def test_a_different_or_missing_package_is_named(tmp_path):
+    lock = tmp_path / "requirements.lock"
+    numpy = metadata.version("numpy")
+    lock.write_text(f"# a comment\nnumpy=={numpy}\nkeras==2.15.0\nno-such-package-anywhere==1.0\n")
+    assert environment_problems(lock) == [
+        f"keras {metadata.version('keras')}, locked 2.15.0",
+        "no-such-package-anywhere missing",
+    ]
+
+
+def test_a_missing_lock_file_is_a_problem(tmp_path):
+    assert environment_problems(tmp_path / "nope.lock") == [
+        f"{tmp_path / 'nope.lock'}: No such file or directory"
+    ]
+
+
+def test_user_errors_and_os_errors_end_in_one_line(capsys):
+    def refuse():
+        raise StageError("params.yaml: train.epochs: input should be greater than 0 (got 0)")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("train", refuse)
+    assert exit_.value.code == "train: error: params.yaml: train.epochs: input should be " + (
+        "greater than 0 (got 0)"
+    )
+
+    def full_disk():
+        raise OSError(28, "No space left on device", "models/.model.h5.partial")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("train", full_disk)
+    assert exit_.value.code == "train: error: models/.model.h5.partial: No space left on device"
+
+
+def test_ctrl_c_ends_in_one_line_and_status_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("train", interrupted)
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "train: interrupted\n"
