@@ -10,9 +10,13 @@ class StageError(Exception):
     """Bad input: a file, a parameter or a source. The message names it and says what is wrong."""
 
 
+MAX_REASON = 200  # Keras's messages can quote a whole model config in their first line
+
+
 def describe(error: BaseException) -> str:
     """What went wrong, in one line and without the traceback: an OS error by its reason
-    ("No space left on device"), anything else by the first line of its message."""
+    ("No space left on device"), a TensorFlow error by its last paragraph (the reason, after a
+    trace of the graph), anything else by the first line of its message; cut short."""
     if isinstance(error, TimeoutError) or "timed out" in str(error):
         return "timed out"
     if isinstance(error, OSError):
@@ -22,4 +26,7 @@ def describe(error: BaseException) -> str:
             return os.strerror(int(found.group(1)))
         if error.strerror:
             return error.strerror
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    before, _, last = str(error).strip().rpartition("\n\n")
+    text = last.strip() if before and last.strip() else str(error).strip()
+    reason = (text.splitlines() or [type(error).__name__])[0]
+    return reason if len(reason) <= MAX_REASON else f"{reason[: MAX_REASON - 3]}..."

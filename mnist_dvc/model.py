@@ -76,13 +76,15 @@ def _model_from_json(json_path: Path) -> keras.Model:
         config = json.loads(text)
     except OSError as error:
         raise refuse(f"cannot read a model from it ({describe(error)})") from None
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+    except RecursionError:  # JSON, but deeper than the parser goes: not what to_json() writes
+        raise refuse("cannot read a model from it: JSON nested too deeply") from None
+    except ValueError as error:  # UnicodeDecodeError is a ValueError
         raise refuse(f"cannot read a model from it: not JSON ({describe(error)})") from None
     if not (isinstance(config, dict) and {"class_name", "config"} <= config.keys()):
         raise refuse("JSON, but not a Keras model (model.to_json() writes class_name and config)")
     try:
         model = keras.models.model_from_json(text)
-    except (Exception, RecursionError) as error:  # ValueError, TypeError, ... for foreign configs
+    except Exception as error:  # ValueError, TypeError, RecursionError... for foreign configs
         raise refuse(
             f"refused to build the model: {describe(error)} "
             "(only Keras's own layers load; Lambda layers and custom classes are code)"
@@ -101,3 +103,4 @@ def _model_from_json(json_path: Path) -> keras.Model:
             f"{mnist.NUM_CLASSES} digit probabilities"
         )
     return model
+

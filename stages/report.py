@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from mnist_dvc import mnist
 from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.errors import StageError, describe
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import (
     METRICS,
@@ -29,9 +30,29 @@ from mnist_dvc.stage import run_stage
 CELL = 44  # pixels per cell of the confusion-matrix picture
 
 
+def read_scores(path: Path) -> dict[str, float]:
+    """A JSON object of numbers that the evaluate stage wrote."""
+    try:
+        scores = json.loads(path.read_text())
+    except ValueError as error:
+        raise StageError(f"{path}: not the evaluate stage's JSON ({describe(error)})") from None
+    if not isinstance(scores, dict):
+        raise StageError(f"{path}: not the evaluate stage's JSON (not an object)")
+    return scores
+
+
 def confusion_matrix(predictions_csv: Path) -> np.ndarray:
     """counts[actual, predicted] from the evaluate stage's predictions."""
-    pairs = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    try:
+        pairs = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    except ValueError as error:
+        raise StageError(
+            f"{predictions_csv}: not actual,predicted digits ({describe(error)})"
+        ) from None
+    if pairs.shape[1:] != (2,) or (
+        pairs.size and (pairs.min() < 0 or pairs.max() >= mnist.NUM_CLASSES)
+    ):
+        raise StageError(f"{predictions_csv}: not actual,predicted digits 0-9")
     counts = np.zeros((mnist.NUM_CLASSES, mnist.NUM_CLASSES), np.int64)
     np.add.at(counts, (pairs[:, 0], pairs[:, 1]), 1)
     return counts
@@ -121,7 +142,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def main() -> None:
     params = load_params().train
-    metrics, per_digit = json.loads(METRICS.read_text()), json.loads(PER_DIGIT.read_text())
+    metrics, per_digit = read_scores(METRICS), read_scores(PER_DIGIT)
     counts = confusion_matrix(PREDICTIONS)
     card = model_card(metrics, per_digit, params, counts, [MODEL_JSON, MODEL_WEIGHTS])
     with atomic_outputs(REPORT_CONFUSION, REPORT) as (png, markdown):

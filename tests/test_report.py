@@ -32,3 +32,19 @@ def test_card_names_the_files_by_their_md5(tmp_path, committed_params):
     assert "| `train.model.arch` | notebook_cnn |" in card
     assert "| `train.model.dense_units` | 128 |" in card
     assert "mnist_convnet" not in card
+
+
+def test_damaged_inputs_are_one_line_errors(tmp_path):
+    import pytest
+
+    from mnist_dvc.errors import StageError
+    from stages.report import read_scores
+
+    bad = tmp_path / "metrics.json"
+    bad.write_text('{"accuracy": ')
+    with pytest.raises(StageError, match=r"metrics\.json: not the evaluate stage's JSON"):
+        read_scores(bad)
+    csv = tmp_path / "predictions.csv"
+    csv.write_text("actual,predicted\n7,12\n")
+    with pytest.raises(StageError, match=r"predictions\.csv: not actual,predicted digits 0-9"):
+        confusion_matrix(csv)

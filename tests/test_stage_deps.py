@@ -27,7 +27,7 @@ def module_files(name: str, root: Path = REPO_ROOT) -> list[str]:
     return files
 
 
-def imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path, root: Path = REPO_ROOT) -> set[str]:
     """Project modules that the file imports, anywhere in it (inside functions too)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -39,13 +39,13 @@ def imported_modules(path: Path) -> set[str]:
         else:
             continue
         for name in names:
-            if name.split(".")[0] in PROJECT_PACKAGES and _exists(name):
+            if name.split(".")[0] in PROJECT_PACKAGES and _exists(name, root):
                 found.add(name)
     return found
 
 
-def _exists(name: str) -> bool:
-    stem = REPO_ROOT / name.replace(".", "/")
+def _exists(name: str, root: Path) -> bool:
+    stem = root / name.replace(".", "/")
     return stem.with_suffix(".py").is_file() or (stem / "__init__.py").is_file()
 
 
@@ -58,7 +58,7 @@ def code_closure(module: str, root: Path = REPO_ROOT) -> set[str]:
         if file in seen:
             continue
         seen.add(file)
-        for name in imported_modules(root / file):
+        for name in imported_modules(root / file, root):
             todo.extend(module_files(name, root))
     return seen
 
