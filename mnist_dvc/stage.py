@@ -73,16 +73,17 @@ def environment_problems(lock: Path) -> list[str]:
         lines = lock.read_text().splitlines()
     except OSError as error:
         return [f"{lock}: {describe(error)}"]
+    missing = []
     for line in lines:
         name, sep, version = line.partition("==")
         if not sep or line.startswith("#"):
             continue
         have = installed.get(_normalized(name))
         if have is None:
-            problems.append(f"{name} missing")
+            missing.append(f"{name} missing")
         elif have != version.strip():
             problems.append(f"{name} {have}, locked {version.strip()}")
-    return problems
+    return problems + missing  # a different version says more than a missing package
 
 
 def _normalized(name: str) -> str:
