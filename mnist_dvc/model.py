@@ -103,4 +103,3 @@ def _model_from_json(json_path: Path) -> keras.Model:
             f"{mnist.NUM_CLASSES} digit probabilities"
         )
     return model
-
