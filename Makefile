@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all setup system-packages repro test lint lock clean
+.PHONY: all setup sweep-setup system-packages repro test lint lock clean
 
 all: repro
 
@@ -37,7 +37,16 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-test: lint
+# Ray, for `mnist-sweep` on a cluster: an optional group (requirements-sweep.lock), installed
+# for the tests and by `make sweep-setup`, not needed to run the pipeline.
+sweep-setup: $(VENV)/.installed-sweep
+
+$(VENV)/.installed-sweep: requirements-sweep.lock | $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+	    -r requirements.lock -r requirements-sweep.lock
+	touch $@
+
+test: lint $(VENV)/.installed-sweep
 	pytest
 
 # Re-resolve the direct dependencies in pyproject.toml to exact versions of everything.
@@ -52,3 +61,21 @@ lock:
 
 clean:
 	rm -rf $(VENV) node_modules build
+
+# The model registry (README.md, "Model versions and stages"); run `make setup` first.
+# Tag HEAD as a version of mnist-cnn, optionally with a stage (dev, staging, prod); refused
+# unless git and `dvc status` are clean and the model is in the default DVC remote.
+.PHONY: release promote publish
+release:
+	$(if $(VERSION),,$(error usage: make release VERSION=v1.2.0 [STAGE=prod]))
+	python -m mnist_dvc.release register '$(VERSION)'$(if $(STAGE), --stage '$(STAGE)')
+
+# Move a stage to a registered version (also back to an older one).
+promote:
+	$(if $(and $(VERSION),$(STAGE)),,$(error usage: make promote VERSION=v1.2.0 STAGE=prod))
+	python -m mnist_dvc.release promote '$(VERSION)' '$(STAGE)'
+
+# Copy the local-folder remote's new files to a folder a static web server serves read-only.
+publish:
+	$(if $(DEST),,$(error usage: make publish DEST=/var/www/mnist-dvc [REMOTE=local]))
+	python -m mnist_dvc.release publish '$(DEST)'$(if $(REMOTE), --remote '$(REMOTE)')
