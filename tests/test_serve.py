@@ -1,0 +1,636 @@
+"""mnist-serve: every endpoint and every kind of bad input in-process (FastAPI's TestClient on
+an untrained model built here), the batcher with a stand-in model, the refusal of a model.json
+with a Lambda layer, and (slow) the real server in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import keras
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+
+from mnist_dvc.architectures import build_model
+from mnist_dvc.batching import Batcher
+from mnist_dvc.model import save_model
+from mnist_dvc.params import load_params
+from mnist_dvc.predict import image_from_bytes
+from mnist_dvc.serve import (
+    MAX_BODY_BYTES,
+    MAX_INSTANCES,
+    create_app,
+    load_served_model,
+    model_card,
+)
+from mnist_dvc.serve import main as serve_main
+from tests.helpers import ENV, REPO_ROOT, missing_prerequisite
+from tests.servers import free_port
+
+PREDICT_URLS = ("/predict", "/v1/models/mnist-cnn:predict")
+
+
+# --- a served model, built here ---
+
+
+def write_project(root: Path) -> Path:
+    """root/models/model.{json,h5} of an untrained notebook CNN, with a dvc.lock and a
+    metrics.json that name it, as in a checkout after `dvc pull train`."""
+    keras.utils.set_random_seed(1)
+    model = build_model((28, 28, 1), load_params(REPO_ROOT / "params.yaml").train.model)
+    models = root / "models"
+    save_model(model, models / "model.json", models / "model.h5")
+    outs = [{"path": f"models/{name}", "hash": "md5", "md5": md5(models / name)}
+            for name in ("model.json", "model.h5")]  # fmt: skip
+    lock = {"schema": "2.0", "stages": {"train": {"cmd": "python -m stages.train", "outs": outs}}}
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    (root / "metrics.json").write_text(json.dumps({"loss": 2.3, "accuracy": 0.1234}))
+    return models
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return write_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return load_served_model(model_dir)
+
+
+@pytest.fixture(scope="module")
+def client(predictor, model_dir) -> Iterator[TestClient]:
+    with TestClient(create_app(predictor, model_card(model_dir))) as client:
+        yield client
+
+
+def digit_images(count: int, seed: int = 0) -> np.ndarray:
+    """Blurry strokes in [0, 1], roughly digit-like (the model is untrained: any input does)."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, 28, 28), np.float32)
+    for image in images:
+        top, left = rng.integers(4, 10, size=2)
+        image[top : top + 14, left : left + 3] = rng.random()
+        image[top : top + 3, left : left + 12] = 1.0
+    return images
+
+
+def drawn_digit(size: tuple[int, int] = (240, 320), dark_on_light: bool = True) -> Image.Image:
+    """A hand-drawn-looking 7, large, as a photo or a scan would hold it."""
+    ink, paper = (20, 235) if dark_on_light else (250, 10)
+    image = Image.new("L", size, paper)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.line([(w * 0.25, h * 0.2), (w * 0.75, h * 0.2), (w * 0.4, h * 0.85)], fill=ink, width=24)
+    return image
+
+
+def encoded(image: Image.Image, kind: str) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, kind)
+    return out.getvalue()
+
+
+def expected(predictor, images: np.ndarray) -> np.ndarray:
+    return np.asarray(predictor(np.asarray(images, np.float32)))
+
+
+# --- endpoints ---
+
+
+def test_healthz(client):
+    answer = client.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
+
+
+def test_the_page_is_self_contained(client):
+    answer = client.get("/")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/html")
+    html = answer.text
+    assert '<canvas id="pad"' in html and "pointerdown" in html and 'id="clear"' in html
+    # Nothing from elsewhere: no absolute URLs at all, and the browser is told so.
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html
+    assert "@import" not in html and "<link" not in html and "src=" not in html
+    assert answer.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+def test_openapi_is_served_and_docs_need_no_cdn(client):
+    spec = client.get("/openapi.json").json()
+    for url in PREDICT_URLS:
+        body = spec["paths"][url]["post"]["requestBody"]["content"]
+        assert set(body) == {"application/json", "multipart/form-data"}
+    assert {"/healthz", "/model"} <= set(spec["paths"])
+    # Swagger UI and ReDoc would load scripts from a CDN: they are off.
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404
+
+
+def test_model_says_which_model_it_serves(client, model_dir):
+    card = client.get("/model").json()
+    files = {Path(f["path"]).name: f for f in card["files"]}
+    for name in ("model.json", "model.h5"):
+        assert files[name]["md5"] == md5(model_dir / name)
+        assert files[name]["dvc_lock_md5"] == files[name]["md5"]
+        assert files[name]["matches_dvc_lock"] is True
+    assert card["dvc_lock"]["matches"] is True
+    assert card["metrics"]["accuracy"] == 0.1234
+    assert card["batching"]["enabled"] is True
+    assert card["limits"] == {"max_body_bytes": MAX_BODY_BYTES, "max_instances": MAX_INSTANCES}
+
+
+def test_model_card_without_dvc_lock_or_metrics(model_dir, tmp_path):
+    shutil.copytree(model_dir, tmp_path / "models")
+    card = model_card(tmp_path / "models")
+    assert card["dvc_lock"]["matches"] is None
+    assert "no dvc.lock" in card["dvc_lock"]["note"]
+    assert card["metrics"]["accuracy"] is None
+    assert [f["md5"] for f in card["files"]] == [
+        md5(model_dir / "model.json"),
+        md5(model_dir / "model.h5"),
+    ]
+
+
+def test_model_card_says_when_the_files_are_not_dvc_locks(model_dir, tmp_path):
+    shutil.copytree(model_dir, tmp_path / "models")
+    lock = yaml.safe_load((model_dir.parent / "dvc.lock").read_text())
+    lock["stages"]["train"]["outs"][1]["md5"] = "0" * 32  # model.h5 retrained since
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    card = model_card(tmp_path / "models")
+    assert card["dvc_lock"]["matches"] is False
+    assert [f["matches_dvc_lock"] for f in card["files"]] == [True, False]
+    assert "differ" in card["dvc_lock"]["note"]
+    (tmp_path / "dvc.lock").write_text("stages: [unclosed")
+    assert "unreadable" in model_card(tmp_path / "models")["dvc_lock"]["note"]
+
+
+@pytest.mark.parametrize("url", PREDICT_URLS)
+def test_instances_are_classified_in_order(client, predictor, url):
+    images = digit_images(5)
+    answer = client.post(url, json={"instances": images.tolist()})
+    assert answer.status_code == 200, answer.text
+    got = answer.json()["predictions"]
+    want = expected(predictor, images)
+    assert len(got) == 5
+    for prediction, probabilities in zip(got, want, strict=True):
+        assert prediction["digit"] == int(probabilities.argmax())
+        assert prediction["probability"] == pytest.approx(probabilities.max(), abs=1e-5)
+        np.testing.assert_allclose(prediction["probabilities"], probabilities, atol=1e-5)
+        assert sum(prediction["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_instances_with_a_channel_axis(client, predictor):
+    images = digit_images(2, seed=3)
+    answer = client.post("/predict", json={"instances": images[..., None].tolist()})
+    assert answer.status_code == 200, answer.text
+    got = [p["probabilities"] for p in answer.json()["predictions"]]
+    np.testing.assert_allclose(got, expected(predictor, images), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "dark_on_light", "size"),
+    [("PNG", True, (240, 320)), ("JPEG", False, (1000, 700)), ("PNG", False, (28, 28))],
+)
+def test_an_uploaded_image_is_read_as_mnist_predict_reads_it(
+    client, predictor, kind, dark_on_light, size
+):
+    data = encoded(drawn_digit(size, dark_on_light), kind)
+    answer = client.post("/predict", files={"file": (f"digit.{kind.lower()}", data)})
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["predictions"]
+    want = expected(predictor, image_from_bytes(data, "digit")[None])[0]
+    np.testing.assert_allclose(prediction["probabilities"], want, atol=1e-5)
+    assert prediction["digit"] == int(want.argmax())
+
+
+# --- bad input ---
+
+
+def png(width: int, height: int, rows: int) -> bytes:
+    """A greyscale PNG that says it is width x height; `rows` rows of data are really there."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    packer = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + black pixels: compresses ~1000:1
+    data = b"".join(packer.compress(row) for _ in range(rows)) + packer.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+def instances(value) -> bytes:
+    return json.dumps({"instances": value}).encode()
+
+
+ONE = digit_images(1)[0].tolist()
+BAD_JSON = {
+    "not JSON": (b"{instances: [", 400, "not JSON"),
+    "empty body": (b"", 400, "empty body"),
+    "blank body": (b"  \n", 400, "empty body"),
+    "not an object": (b"[1, 2]", 422, "instances"),
+    "no instances": (b'{"inputs": []}', 422, "instances"),
+    "instances not a list": (b'{"instances": "7"}', 422, "instances"),
+    "no instance": (instances([]), 422, "empty"),
+    "one image not in a list": (instances(ONE), 422, "(28, 28)"),
+    "wrong shape": (instances([[[0.5] * 32] * 32] * 3), 422, "32"),
+    "ragged": (instances([ONE, ONE[:27]]), 422, "one shape"),
+    "strings": (instances([[["0.5"] * 28] * 28]), 422, "numbers"),
+    "nulls": (instances([[[None] * 28] * 28]), 422, "numbers"),
+    "booleans": (instances([[[True] * 28] * 28]), 422, "numbers"),
+    "NaN": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"NaN", 1), 422, "NaN"),
+    "Infinity": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"-Infinity", 1), 422, "Infinity"),
+    "overflow to infinity": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"1e999", 1), 422, ""),
+    "over 1": (instances([[[255] * 28] * 28]), 422, ""),
+    "negative": (instances([[[-0.5] * 28] * 28]), 422, ""),
+    "too many instances": (instances([[[0] * 28] * 28] * (MAX_INSTANCES + 1)), 422, "at most"),
+    "nested too deep": (b"[" * 100_000 + b"]" * 100_000, 400, "not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_JSON, ids=list(BAD_JSON))
+def test_bad_json_is_a_4xx_naming_the_problem(client, case):
+    body, status, words = BAD_JSON[case]
+    answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == status, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and detail and "\n" not in detail
+    assert words in detail
+    assert "Traceback" not in answer.text
+
+
+def test_nan_anywhere_is_refused(client):
+    image = [[0.0] * 28 for _ in range(28)]
+    text = json.dumps({"instances": [image]}).replace("0.0", "NaN", 1)
+    answer = client.post("/predict", content=text, headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+    assert "NaN" in answer.json()["detail"]
+
+
+BAD_UPLOADS = {
+    "not an image": (b"just some text, not a picture", 422, "not"),
+    "empty file": (b"", 400, "empty"),
+    "truncated PNG": (encoded(drawn_digit(), "PNG")[:200], 422, ""),
+    "decompression bomb": (png(30_000, 30_000, rows=4), 422, "pixels"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS, ids=list(BAD_UPLOADS))
+def test_bad_uploads_are_a_4xx_naming_the_problem(client, case):
+    data, status, words = BAD_UPLOADS[case]
+    answer = client.post("/predict", files={"file": ("upload.png", data)})
+    assert answer.status_code == status, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and detail and words in detail
+
+
+def test_a_real_bomb_is_refused_quickly(client):
+    """A complete 12000x12000 PNG: 700 KB that would decode to 144 MB."""
+    data = png(12_000, 12_000, rows=12_000)
+    assert len(data) < 1 << 20
+    started = time.monotonic()
+    answer = client.post("/predict", files={"file": ("bomb.png", data)})
+    assert answer.status_code == 422, answer.text
+    assert time.monotonic() - started < 5
+
+
+def test_a_form_without_the_file_field(client):
+    answer = client.post("/predict", data={"image": "x"}, files={"other": ("a.png", b"x")})
+    assert answer.status_code == 400
+    assert "file" in answer.json()["detail"]
+
+
+def test_another_content_type(client):
+    answer = client.post("/predict", content=b"7", headers={"content-type": "text/plain"})
+    assert answer.status_code == 415
+    assert "application/json" in answer.json()["detail"]
+
+
+def test_a_body_over_the_limit_is_refused_by_its_length(client):
+    body = b"{" + b" " * MAX_BODY_BYTES + b"}"
+    answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert "MiB" in answer.json()["detail"]
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(client):
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts the bytes read
+        for _ in range(64):
+            yield b" " * (256 << 10)  # 16 MiB in all, twice the limit
+
+    answer = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert "MiB" in answer.json()["detail"]
+
+
+def test_bad_requests_do_not_disturb_good_ones(client, predictor):
+    images = digit_images(1)
+    for body, _, _ in BAD_JSON.values():
+        client.post("/predict", content=body, headers={"content-type": "application/json"})
+    answer = client.post("/predict", json={"instances": images.tolist()})
+    assert answer.status_code == 200
+    np.testing.assert_allclose(
+        answer.json()["predictions"][0]["probabilities"], expected(predictor, images)[0], atol=1e-5
+    )
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers()
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=30,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=json_values)
+def test_no_json_makes_the_server_fail(client, value):
+    for body in ({"instances": value}, value):
+        answer = client.post("/predict", json=body)
+        assert answer.status_code in (200, 400, 422), answer.text
+        assert "detail" in answer.json() or "predictions" in answer.json()
+
+
+def test_a_model_that_does_not_answer_in_time_is_a_503(model_dir):
+    def stuck(images: np.ndarray) -> np.ndarray:
+        time.sleep(1.0)
+        return np.zeros((len(images), 10), np.float32)
+
+    app = create_app(stuck, model_card(model_dir), answer_timeout_s=0.2)
+    with TestClient(app) as client:
+        answer = client.post("/predict", json={"instances": digit_images(1).tolist()})
+    assert answer.status_code == 503
+    assert "retry" in answer.json()["detail"]
+
+
+# --- the batcher ---
+
+
+class CountingModel:
+    """Stands in for the model: slow enough for requests to pile up; remembers its batches."""
+
+    def __init__(self, delay_s: float = 0.02) -> None:
+        self.delay_s = delay_s
+        self.batches: list[int] = []
+        self.thread_ids: set[int] = set()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        self.batches.append(len(images))
+        self.thread_ids.add(threading.get_ident())
+        time.sleep(self.delay_s)
+        # Row i's "probabilities": the image's mean in column 0, so each answer is checkable.
+        out = np.zeros((len(images), 10), np.float32)
+        out[:, 0] = images.reshape(len(images), -1).mean(axis=1)
+        return out
+
+
+async def _many(batcher: Batcher, count: int) -> list[np.ndarray]:
+    images = [np.full((1 + i % 3, 28, 28), i, np.float32) for i in range(count)]
+    results = await asyncio.gather(*(batcher.predict(x) for x in images))
+    for i, result in enumerate(results):
+        assert result.shape == (1 + i % 3, 10)
+        assert (result[:, 0] == i).all()  # each request got its own rows back
+    return results
+
+
+def test_concurrent_requests_share_model_calls_off_the_event_loop():
+    model = CountingModel()
+    batcher = Batcher(model, max_batch=64)
+    batcher.start()
+    try:
+        asyncio.run(_many(batcher, 100))
+    finally:
+        batcher.stop()
+    assert sum(model.batches) == sum(1 + i % 3 for i in range(100))
+    assert len(model.batches) < 20  # 100 requests, a handful of calls
+    assert max(model.batches) <= 64  # at most max_batch images per call
+    assert threading.get_ident() not in model.thread_ids
+
+
+def test_without_batching_every_request_is_a_call():
+    model = CountingModel(delay_s=0.001)
+    batcher = Batcher(model, batching=False)
+    batcher.start()
+    try:
+        asyncio.run(_many(batcher, 30))
+    finally:
+        batcher.stop()
+    assert model.batches == [1 + i % 3 for i in range(30)]
+
+
+def test_a_failing_model_fails_its_requests_and_not_the_worker():
+    calls = []
+
+    def flaky(images: np.ndarray) -> np.ndarray:
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return np.zeros((len(images), 10), np.float32)
+
+    batcher = Batcher(flaky)
+    batcher.start()
+
+    async def run() -> None:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            await batcher.predict(np.zeros((1, 28, 28), np.float32))
+        assert (await batcher.predict(np.zeros((2, 28, 28), np.float32))).shape == (2, 10)
+
+    try:
+        asyncio.run(run())
+    finally:
+        batcher.stop()
+
+
+# --- the command ---
+
+
+def serve_commands() -> dict[str, list[str]]:
+    """`mnist-serve` (the console script `make setup` installs) and `python -m mnist_dvc.serve`."""
+    script = Path(sys.executable).parent / "mnist-serve"
+    return {
+        "console script": [str(script)] if script.exists() else [],
+        "module": [sys.executable, "-m", "mnist_dvc.serve"],
+    }
+
+
+def serve_command(kind: str) -> list[str]:
+    command = serve_commands()[kind]
+    if not command:
+        missing_prerequisite("mnist-serve is not installed: run `make setup` (pip install -e .)")
+    return command
+
+
+@pytest.mark.parametrize("kind", ["console script", "module"])
+def test_a_model_with_a_lambda_layer_is_refused_in_one_line(model_dir, tmp_path, kind):
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models)
+    config = json.loads((models / "model.json").read_text())
+    lam = keras.layers.Lambda(lambda x: x * 2)
+    lam.build((None, 26, 26, 32))
+    config["config"]["layers"].insert(2, keras.saving.serialize_keras_object(lam))
+    (models / "model.json").write_text(json.dumps(config))
+    run = subprocess.run(
+        [*serve_command(kind), "--model-dir", str(models), "--port", str(free_port())],
+        env=ENV, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith(f"mnist-serve: error: {models / 'model.json'}: refused")
+    assert "Lambda" in lines[0]
+    assert run.stdout == ""
+
+
+def test_a_missing_model_is_one_line(tmp_path, capfd):
+    assert serve_main(["--model-dir", str(tmp_path / "nowhere")]) == 1
+    out, err = capfd.readouterr()
+    assert (out, err) == (
+        "",
+        f"mnist-serve: error: {tmp_path / 'nowhere' / 'model.json'}: cannot read a model from "
+        "it (No such file or directory)\n",
+    )
+
+
+# --- the real server (slow: starts a process) ---
+
+
+@contextmanager
+def serving(model_dir: Path, *options: str, kind: str = "module") -> Iterator[str]:
+    """`mnist-serve --model-dir model_dir` on a free port of 127.0.0.1 until the block ends;
+    stopped by its PID (SIGTERM, then SIGKILL), whatever happens in the block."""
+    port = free_port()
+    log = model_dir.parent / f"serve-{port}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*serve_command(kind), "--model-dir", str(model_dir), "--port", str(port), *options],
+            env=ENV, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mnist-serve exited {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mnist-serve did not answer in 120 s: {log.read_text()[-2000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["console script", "module"])
+def test_the_real_server_answers_and_stops(model_dir, predictor, kind):
+    images = digit_images(3)
+    with serving(model_dir, kind=kind) as url:
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert "<canvas" in httpx.get(f"{url}/").text
+        answer = httpx.post(
+            f"{url}/v1/models/mnist-cnn:predict", json={"instances": images.tolist()}
+        )
+        got = [p["probabilities"] for p in answer.json()["predictions"]]
+        np.testing.assert_allclose(got, expected(predictor, images), atol=1e-5)
+        upload = encoded(drawn_digit(), "PNG")
+        answer = httpx.post(f"{url}/predict", files={"file": ("seven.png", upload)})
+        assert answer.status_code == 200
+        assert httpx.get(f"{url}/model").json()["dvc_lock"]["matches"] is True
+
+
+@pytest.mark.slow
+def test_the_real_server_refuses_a_huge_body_before_reading_it(model_dir):
+    with serving(model_dir) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000000000\r\n\r\n{"
+            )  # a gigabyte announced, one byte sent: the answer comes anyway
+            head = sock.recv(4096).decode()
+        assert head.startswith("HTTP/1.1 413"), head
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            chunk = b"100000\r\n" + b" " * (1 << 20) + b"\r\n"  # 1 MiB chunks, no end
+            sent, head = 0, ""
+            while sent < 64 and not head:
+                with contextlib.suppress(OSError):  # closed by the server while we send
+                    sock.sendall(chunk)
+                sent += 1
+                if select.select([sock], [], [], 0.05)[0]:  # an answer before the end
+                    head = sock.recv(4096).decode()
+        assert head.startswith("HTTP/1.1 413"), head
+        assert "connection: close" in head.lower()
+        assert sent < 64  # answered while the body was still coming
+        assert httpx.get(f"{url}/healthz").status_code == 200  # still serving others
+
+
+@pytest.mark.slow
+def test_the_load_benchmark_runs_end_to_end(model_dir, tmp_path):
+    out = tmp_path / "serve.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_serve.py"), "--model-dir",
+         str(model_dir), "--seconds", "1", "--warmup", "0.5", "--clients", "1,4", "--out",
+         str(out)],
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    document = json.loads(out.read_text())
+    assert document["machine"]["nproc"] >= 1 and document["machine"]["cpu"]
+    rows = document["results"]
+    assert [(row["batching"], row["clients"]) for row in rows] == [
+        (True, 1), (True, 4), (False, 1), (False, 4),
+    ]  # fmt: skip
+    for row in rows:
+        assert row["requests"] > 0 and row["errors"] == 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert all(row["images_per_model_call"] == 1.0 for row in rows if not row["batching"])
