@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all setup sweep-setup system-packages repro test lint lock clean
+.PHONY: all setup system-packages repro test lint lock clean
 
 all: repro
 
@@ -37,16 +37,7 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-# Ray, for `mnist-sweep` on a cluster: an optional group (requirements-sweep.lock), installed
-# for the tests and by `make sweep-setup`, not needed to run the pipeline.
-sweep-setup: $(VENV)/.installed-sweep
-
-$(VENV)/.installed-sweep: requirements-sweep.lock | $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
-	    -r requirements.lock -r requirements-sweep.lock
-	touch $@
-
-test: lint $(VENV)/.installed-sweep
+test: lint
 	pytest
 
 # Re-resolve the direct dependencies in pyproject.toml to exact versions of everything.
