@@ -167,7 +167,7 @@ def test_exp_run_and_show(repo):
     # What users compare leads: the test accuracy and loss first, the sources nowhere.
     header = table.splitlines()[0]
     assert header.index("accuracy") < header.index("loss") < header.index("train.")
-    assert "sources" not in header
+    assert "fetch.sources" not in header and "| sources " not in header  # not a param column
     sh("git", "checkout", "-q", "--", ".", cwd=repo)  # exp run left its params in the work tree
     sh("dvc", "checkout", "-q", cwd=repo)
 
