@@ -140,7 +140,7 @@ rgw_frontends = beast endpoint=127.0.0.1:{rgw_port}
         wait_until(lambda: " 1 up" in run("ceph", *c, "osd", "stat"), "Ceph OSD")
         started.append(daemon("radosgw", *c, "-n", "client.rgw.a", "-f", log="rgw.out"))
         endpoint = f"http://127.0.0.1:{rgw_port}"
-        wait_until(lambda: _answers(rgw_port), "RADOS Gateway", limit_s=120)
+        wait_until(lambda: answers(rgw_port), "RADOS Gateway", limit_s=120)
         user = json.loads(
             run("radosgw-admin", *c, "user", "create", "--uid=dvc", "--display-name=dvc")
         )
@@ -148,7 +148,7 @@ rgw_frontends = beast endpoint=127.0.0.1:{rgw_port}
         yield S3Server(endpoint, keys["access_key"], keys["secret_key"], conf, started)
 
 
-def _answers(port: int) -> bool:
+def answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
@@ -198,5 +198,5 @@ Subsystem sftp internal-sftp
         proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         started.append(proc)
-        wait_until(lambda: _answers(port), "sshd", limit_s=30)
+        wait_until(lambda: answers(port), "sshd", limit_s=30)
         yield SSHServer(f"ssh://root@127.0.0.1:{port}", folder / "client_key", proc)

@@ -7,7 +7,6 @@ folder, as a child process stopped by its PID."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -21,7 +20,7 @@ import pytest
 
 from mnist_dvc.release import ARTIFACT
 from tests.helpers import sh
-from tests.servers import free_port, require, wait_until
+from tests.servers import answers, free_port, require, wait_until
 from tests.test_registry import (
     ARTIFACTS,
     V1,
@@ -83,14 +82,6 @@ http {{
 """
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def nginx(served: Path, folder: Path) -> Iterator[Nginx]:
     require((NGINX,), "nginx")
@@ -103,7 +94,7 @@ def nginx(served: Path, folder: Path) -> Iterator[Nginx]:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     server = Nginx(f"http://127.0.0.1:{port}/{PREFIX}", folder, process)
     try:
-        wait_until(lambda: _answers(port) or process.poll() is not None, "nginx", limit_s=30)
+        wait_until(lambda: answers(port) or process.poll() is not None, "nginx", limit_s=30)
         assert process.poll() is None, (folder / "nginx.out").read_text()
         yield server
     finally:
