@@ -6,6 +6,7 @@ from pathlib import Path
 
 PARAMS = Path("params.yaml")
 SOURCES = Path("sources.yaml")
+RELEASE = Path("release.yaml")
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
 MODELS_DIR = Path("models")

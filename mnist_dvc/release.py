@@ -1,10 +1,11 @@
 """Model versions and stages as GTO git tags, made only for a model anyone can download.
 
-    python -m mnist_dvc.release register v1.2.0 [--stage prod]   # tag HEAD: mnist-cnn@v1.2.0
+    python -m mnist_dvc.release register v1.2.0 [--stage prod]   # tag: mnist-cnn@v1.2.0
     python -m mnist_dvc.release promote v1.2.0 prod              # tag: mnist-cnn#prod#N
     python -m mnist_dvc.release publish /srv/www/mnist-dvc       # local remote -> web folder
 
-`register` refuses, in one line and before any tag exists, a commit that does not describe the
+`register` commits release.yaml (the version, for the model card) on HEAD and tags that commit.
+It refuses, in one line and before any commit or tag exists, a commit that does not describe the
 model: a dirty git tree, a pipeline that `dvc status` says is out of date, or a model file that
 is not in the default DVC remote (consumers of a tag would get "missing cache files"). The
 remote is checked file by file (`dvc data status --not-in-remote --granular`): `dvc status -c`
@@ -27,9 +28,10 @@ from pathlib import Path
 
 import yaml
 
-ARTIFACT = "mnist-cnn"
+from mnist_dvc.paths import RELEASE
+from mnist_dvc.released import ARTIFACT, Release, write_release
+
 STAGES = ("dev", "staging", "prod")
-PUSH_HINT = "git push origin --tags"
 
 
 class Refused(Exception):
@@ -149,7 +151,7 @@ def check_in_remote(repo, path: str) -> None:
 
 
 def check_release(root: Path) -> dict[str, str]:
-    """All the reasons not to tag HEAD, cheapest first; the model's files when there is none."""
+    """All the reasons not to release HEAD, cheapest first; the model's files when none."""
     from dvc.repo import Repo
 
     check_git_clean(root)
@@ -212,6 +214,26 @@ def assign(root: Path, version: str, stage: str) -> str:
     return event.ref
 
 
+def commit_release(root: Path, release: Release) -> None:
+    """The release commit on top of HEAD: release.yaml names the version and the report stage
+    writes it into the model card; the model's files stay as checked. (A version tag names a
+    commit, and a commit cannot contain its own tag, so the name goes in first.) Nothing to
+    commit when HEAD already is this release's commit (a release cut short, run again)."""
+    from mnist_dvc.paths import REPORT
+
+    write_release(release, root / RELEASE)
+    run = subprocess.run([sys.executable, "-m", "dvc", "repro", "report"], cwd=root,
+                         capture_output=True, text=True)  # fmt: skip
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
+        raise Refused(f"dvc repro report (the model card): {last}")
+    git(root, "add", str(RELEASE), "dvc.lock", str(REPORT))
+    if git(root, "diff", "--cached", "--name-only").strip():
+        stage = f" (stage {release.stage})" if release.stage else ""
+        git(root, "commit", "-q", "-m", f"Release {ARTIFACT} {release.version}{stage}")
+    check_git_clean(root)
+
+
 def register(version: str, stage: str | None) -> list[str]:
     from gto.api import register as gto_register
 
@@ -220,9 +242,25 @@ def register(version: str, stage: str | None) -> list[str]:
         check_stage(stage)
     root = repo_root()
     files = check_release(root)
-    event = gto_call(gto_register, repo=os.fspath(root), name=ARTIFACT, ref="HEAD", version=version)
+    if version_commit(root, version) is not None:
+        raise Refused(f"{ARTIFACT} {version} exists: `gto show` lists the versions")
+    here = git(root, "tag", "--points-at", "HEAD", "--list", f"{ARTIFACT}@*").split()
+    if here:
+        raise Refused(
+            f"HEAD is already the release commit of {here[0].replace('@', ' ')}: "
+            "`make promote` gives it a stage; a new version needs a new commit"
+        )
+    start = git(root, "rev-parse", "HEAD").strip()
+    try:
+        commit_release(root, Release(version, stage, files))
+        event = gto_call(gto_register, repo=os.fspath(root), name=ARTIFACT, ref="HEAD",
+                         version=version)  # fmt: skip
+    except BaseException:  # the tree was clean: put it back as it was, release commit and all
+        git(root, "reset", "-q", "--hard", start)
+        raise
     commit = git(root, "rev-parse", "--short", "HEAD").strip()
-    print(f"release: registered {ARTIFACT} {version} at {commit} (tag {event.ref})")
+    print(f"release: registered {ARTIFACT} {version} at {commit} (tag {event.ref}), a release "
+          f"commit on {start[:7]} whose model card names it")  # fmt: skip
     for name, md5 in files.items():
         print(f"release:   {name} md5 {md5}")
     tags = [event.ref]
@@ -301,7 +339,7 @@ def publish(dest: Path, remote: str | None) -> int:
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="release", description=__doc__.splitlines()[0])
     commands = parse.add_subparsers(dest="command", required=True)
-    reg = commands.add_parser("register", help="tag HEAD as a version of the model")
+    reg = commands.add_parser("register", help="commit and tag HEAD's model as a version")
     reg.add_argument("version", help="v1.2.0")
     reg.add_argument("--stage", help=f"also assign a stage: {', '.join(STAGES)}")
     pro = commands.add_parser("promote", help="assign a stage to a registered version")
@@ -329,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"release: error: {reason}{untouched}", file=sys.stderr)
         return 1
     names = " ".join(shlex.quote(tag) for tag in tags)
-    print(f"release: the tags are local until pushed: `git push origin {names}` (or `{PUSH_HINT}`)")
+    if args.command == "register":
+        print(f"release: the release commit and tags are local until pushed: "
+              f"`git push origin HEAD {names}`")  # fmt: skip
+    else:
+        print(f"release: the tag is local until pushed: `git push origin {names}`")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Stage `report`: a model card, reports/model.md, that shows a reviewer what this model version
 is without running anything: its params, test metrics, accuracy per digit, confusion matrix
-(reports/confusion.png) and the md5 of model.json and model.h5, the hashes dvc.lock records.
+(reports/confusion.png), the md5 of model.json and model.h5 (the hashes dvc.lock records) and,
+for a release commit, its version (release.yaml, written by `make release`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mnist_dvc.paths import (
     REPORT,
     REPORT_CONFUSION,
 )
+from mnist_dvc.released import Release, read_release
 from mnist_dvc.stage import run_stage
 
 CELL = 44  # pixels per cell of the confusion-matrix picture
@@ -87,14 +89,22 @@ def md5_of(path: Path) -> str:
 
 
 def model_card(
-    metrics: dict, per_digit: dict, params: TrainParams, counts: np.ndarray, files: list[Path]
+    metrics: dict,
+    per_digit: dict,
+    params: TrainParams,
+    counts: np.ndarray,
+    files: list[Path],
+    release: Release,
 ) -> str:
+    md5s = {path.as_posix(): md5_of(path) for path in files}
     chosen = params.model_dump()
     # Only the selected architecture's settings describe this model.
     chosen["model"] = {"arch": params.model.arch, **params.model.settings.model_dump()}
     flat = _flatten(chosen)
     lines = [
         "# MNIST CNN: model card",
+        "",
+        release.describe(md5s),
         "",
         f"Test accuracy **{metrics['accuracy']:.4f}**, test loss {metrics['loss']:.4f} "
         f"on the {int(counts.sum())} MNIST test images.",
@@ -103,7 +113,7 @@ def model_card(
         "",
         "| file | md5 (as in dvc.lock) | bytes |",
         "| --- | --- | --- |",
-        *(f"| `{path}` | `{md5_of(path)}` | {path.stat().st_size} |" for path in files),
+        *(f"| `{path}` | `{md5s[path.as_posix()]}` | {path.stat().st_size} |" for path in files),
         "",
         "## Training params (params.yaml, `train`)",
         "",
@@ -144,7 +154,8 @@ def main() -> None:
     params = load_params().train
     metrics, per_digit = read_scores(METRICS), read_scores(PER_DIGIT)
     counts = confusion_matrix(PREDICTIONS)
-    card = model_card(metrics, per_digit, params, counts, [MODEL_JSON, MODEL_WEIGHTS])
+    files = [MODEL_JSON, MODEL_WEIGHTS]
+    card = model_card(metrics, per_digit, params, counts, files, read_release())
     with atomic_outputs(REPORT_CONFUSION, REPORT) as (png, markdown):
         draw_confusion(counts).save(png, format="PNG")
         markdown.write_text(card)

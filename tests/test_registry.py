@@ -39,7 +39,8 @@ class Registry:
     origin: Path  # bare git repository: what consumers name as the repository
     storage: Path  # the default DVC remote, a local folder
     path: str  # the artifact's path in dvc.yaml
-    commits: dict[str, str] = field(default_factory=dict)  # version -> commit
+    trained: dict[str, str] = field(default_factory=dict)  # version -> commit trained at
+    commits: dict[str, str] = field(default_factory=dict)  # version -> its release commit
     runs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
     tags_before_push: set[str] = field(default_factory=set)
 
@@ -97,17 +98,21 @@ def build_registry(base: Path) -> Registry:
         sh("dvc", "repro", cwd=producer)
         sh("git", "add", "-A", cwd=producer)
         sh("git", "commit", "-qm", f"Train {params['epochs']} epoch(s)", cwd=producer)
-        registry.commits[version] = head(producer)
+        registry.trained[version] = head(producer)
         if version == V2:  # trained and committed, not pushed yet: the usual slip
             registry.runs["unpushed"] = release(producer, "register", V2, check=False)
             registry.tags_before_push = tags(producer)
+            assert head(producer) == registry.trained[V2]  # no release commit either
         push_model(producer)
         stage = ["--stage", "prod"] if version == V1 else []
         registry.runs[version] = release(producer, "register", version, *stage)
+        registry.commits[version] = head(producer)
     registry.runs["promote"] = release(producer, "promote", V2, "prod")
     sh("git", "push", "-q", "origin", "main", "--tags", cwd=producer)
     # Real output for the README (test-artifacts/gto-*.txt): two versions, prod moved from v1 to v2.
     ARTIFACTS.mkdir(exist_ok=True)
+    for name in (V1, V2, "promote"):
+        (ARTIFACTS / f"release-{name}.txt").write_text(registry.runs[name].stdout)
     for command in ("show", "history"):
         registry.runs[f"gto {command}"] = sh("gto", command, cwd=producer)
         (ARTIFACTS / f"gto-{command}.txt").write_text(registry.runs[f"gto {command}"].stdout)
@@ -190,8 +195,33 @@ def test_each_version_and_stage_is_a_gto_tag_on_its_commit(registry):
     assert f"registered {ARTIFACT} {V1}" in out
     assert f"now in stage prod (tag {ARTIFACT}#prod#1)" in out
     assert f"models/model.h5 md5 {v1['models/model.h5']}" in out
-    assert "git push origin --tags" in out and f"git push origin {ARTIFACT}@{V1}" in out
+    assert f"git push origin HEAD {ARTIFACT}@{V1} '{ARTIFACT}#prod#1'" in out
     assert f"{ARTIFACT} {V2} is now in stage prod" in registry.runs["promote"].stdout
+
+
+def test_a_release_commit_names_its_version_in_the_model_card(registry):
+    """Each version's tag is on a release commit over the trained one: release.yaml and the
+    model card name the version; the model's files are the trained commit's."""
+    origin = registry.origin
+    for version, card_line in (
+        (V1, f"Release **{ARTIFACT} {V1}**, assigned to stage **prod** at release."),
+        (V2, f"Release **{ARTIFACT} {V2}**. Stages move"),
+    ):
+        commit, trained = registry.commits[version], registry.trained[version]
+        assert sh("git", "rev-parse", f"{commit}~1", cwd=origin).stdout.strip() == trained
+        changed = sh("git", "diff", "--name-only", trained, commit, cwd=origin).stdout.split()
+        assert sorted(changed) == ["dvc.lock", "release.yaml", "reports/model.md"]
+        locked = locked_outputs(origin, commit, registry.path)
+        assert locked == locked_outputs(origin, trained, registry.path)
+        released = yaml.safe_load(sh("git", "show", f"{commit}:release.yaml", cwd=origin).stdout)
+        assert released["version"] == version and released["files"] == locked
+        card = sh("git", "show", f"{commit}:reports/model.md", cwd=origin).stdout
+        assert card_line in card, card[:400]
+        # the trained commit's card names no version; the next one's says it is not V1
+        before = sh("git", "show", f"{trained}:reports/model.md", cwd=origin).stdout
+        assert "Not a release" in before and "Release **" not in before
+    v2_trained = sh("git", "show", f"{registry.trained[V2]}:reports/model.md", cwd=origin).stdout
+    assert f"differ from {ARTIFACT} {V1}, the last release on this branch" in v2_trained
 
 
 def test_gto_show_and_history(registry):
@@ -289,6 +319,8 @@ def candidate(registry: Registry) -> Path:
 
 
 def undo_candidate(repo: Path) -> None:
+    # A refused release made no release commit on top of the candidate.
+    assert sh("git", "log", "-1", "--format=%s", cwd=repo).stdout.strip() == "candidate"
     sh("git", "reset", "-q", "--hard", "HEAD~1", cwd=repo)
 
 
@@ -398,7 +430,7 @@ def test_make_promote_and_usage(registry):
         assert missing.returncode != 0 and f"make {target} VERSION=v1.2.0" in missing.stderr
     refused = sh("make", "-s", "release", "VERSION=v9.0.0", cwd=repo, check=False)
     assert refused.returncode != 0
-    assert f"already registered in this commit with version '{V2}'" in refused.stderr
+    assert f"HEAD is already the release commit of {ARTIFACT} {V2}" in refused.stderr
 
 
 @pytest.fixture(scope="module")

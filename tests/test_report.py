@@ -2,6 +2,7 @@ import hashlib
 
 import numpy as np
 
+from mnist_dvc.released import Release, read_release, write_release
 from stages.report import confusion_matrix, draw_confusion, model_card
 
 
@@ -24,7 +25,7 @@ def test_card_names_the_files_by_their_md5(tmp_path, committed_params):
     model.write_bytes(b"weights")
     metrics, per_digit = {"accuracy": 0.5, "loss": 1.25}, {str(d): 0.5 for d in range(10)}
     counts = np.ones((10, 10), np.int64)
-    card = model_card(metrics, per_digit, committed_params.train, counts, [model])
+    card = model_card(metrics, per_digit, committed_params.train, counts, [model], Release())
     assert f"| `{model}` | `{hashlib.md5(b'weights').hexdigest()}` | 7 |" in card
     assert "Test accuracy **0.5000**, test loss 1.2500 on the 100 MNIST test images." in card
     assert "| `train.optimizer.learning_rate` | 1.0 |" in card
@@ -48,3 +49,31 @@ def test_damaged_inputs_are_one_line_errors(tmp_path):
     csv.write_text("actual,predicted\n7,12\n")
     with pytest.raises(StageError, match=r"predictions\.csv: not actual,predicted digits 0-9"):
         confusion_matrix(csv)
+
+
+def test_card_names_a_release_only_for_its_files(tmp_path):
+    released = Release("v1.2.0", "prod", {"models/model.h5": "aa", "models/model.onnx": "bb"})
+    path = tmp_path / "release.yaml"
+    write_release(released, path)
+    assert read_release(path) == released
+    assert released.describe({"models/model.h5": "aa"}).startswith(
+        "Release **mnist-cnn v1.2.0**, assigned to stage **prod** at release."
+    )
+    assert released.describe({"models/model.h5": "cc"}) == (
+        "Not a release: the model's files differ from mnist-cnn v1.2.0, the last release on "
+        "this branch."
+    )
+    assert Release().describe({"models/model.h5": "aa"}).startswith("Not a release: `make release")
+    assert read_release(tmp_path / "absent.yaml") == Release()
+
+
+def test_a_damaged_release_file_is_one_line(tmp_path):
+    import pytest
+
+    from mnist_dvc.errors import StageError
+
+    path = tmp_path / "release.yaml"
+    for text in ("- a list\n", "version: [1]\n", "files: {models/model.h5: 3}\n", "a: [\n"):
+        path.write_text(text)
+        with pytest.raises(StageError, match=r"release\.yaml: "):
+            read_release(path)
