@@ -1,0 +1,101 @@
+"""A sweep's grid: `-S` options in `dvc exp run`'s syntax, with comma-separated values, expanded
+to one experiment per combination, each named from its commit and params so that running the
+same sweep again finds the experiments it already ran."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+
+NAME_PREFIX = "sweep-"
+# dvc exp names become git refs: keep them short, lowercase hex after the prefix.
+NAME_DIGITS = 10
+_KEY = re.compile(r"^(?:[^:=\s]+:)?[A-Za-z_][\w.\-\[\]]*$")  # [file:]dotted.key
+_OPENERS = {"[": "]", "{": "}", "(": ")"}
+
+
+class GridError(ValueError):
+    """A `-S` option that cannot be read. The message says what to write instead."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    overrides: tuple[str, ...]  # `key=value`, each given to `dvc exp run -S` as is
+    label: str  # the overrides that differ between the grid's experiments
+
+
+def parse_option(option: str) -> tuple[str, list[str]]:
+    """`train.seed=1,2` -> ("train.seed", ["1", "2"]). Commas inside brackets or quotes belong
+    to one value (`train.x=[1,2]` is one list), as in dvc's own -S."""
+    key, sep, values = option.partition("=")
+    key = key.strip()
+    example = "as in -S train.epochs=6,12"
+    if not sep or not key:
+        raise GridError(f"-S {option!r}: expected KEY=VALUE[,VALUE...], {example}")
+    if not _KEY.match(key):
+        raise GridError(f"-S {option!r}: {key!r} is not a params key, {example}")
+    split = split_values(values)
+    if any(not value.strip() for value in split):
+        raise GridError(f"-S {option!r}: an empty value; give each value, {example}")
+    return key, [value.strip() for value in split]
+
+
+def split_values(text: str) -> list[str]:
+    """Split on the commas that are outside brackets and quotes."""
+    values, current, closing, quote = [], [], [], ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in _OPENERS:
+            closing.append(_OPENERS[char])
+        elif closing and char == closing[-1]:
+            closing.pop()
+        elif char == "," and not closing:
+            values.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quote or closing:
+        raise GridError(f"-S value {text!r}: an unclosed {quote or closing[-1]!r}")
+    values.append("".join(current))
+    return values
+
+
+def expand(options: list[str], commit: str, targets: tuple[str, ...]) -> list[Experiment]:
+    """Every combination of the options' values, in the order given (the last key varies
+    fastest), each named from the commit, the targets and its params."""
+    if not options:
+        raise GridError("nothing to sweep: give at least one -S KEY=VALUE[,VALUE...]")
+    keys, choices = [], []
+    for option in options:
+        key, values = parse_option(option)
+        if key in keys:
+            raise GridError(f"-S {key} is given twice: list its values once, comma-separated")
+        keys.append(key)
+        choices.append(values)
+    varying = {key for key, values in zip(keys, choices, strict=True) if len(values) > 1}
+    experiments, seen = [], set()
+    for combination in itertools.product(*choices):
+        pairs = list(zip(keys, combination, strict=True))
+        if tuple(pairs) in seen:  # `-S seed=1,1`: one experiment, not two of the same name
+            continue
+        seen.add(tuple(pairs))
+        overrides = tuple(f"{key}={value}" for key, value in pairs)
+        label = " ".join(f"{key}={value}" for key, value in pairs if key in varying)
+        label = label or " ".join(overrides)
+        experiments.append(Experiment(name_for(commit, targets, overrides), overrides, label))
+    return experiments
+
+
+def name_for(commit: str, targets: tuple[str, ...], overrides: tuple[str, ...]) -> str:
+    """The same commit, targets and params always give the same name (so a second run of a
+    sweep can skip what exists); the order of the -S options does not matter."""
+    identity = {"commit": commit, "targets": list(targets), "set": sorted(overrides)}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"{NAME_PREFIX}{digest[:NAME_DIGITS]}"
