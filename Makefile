@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make          set up the pinned environment in .venv and run the whole pipeline (dvc repro)
-#   make test     set up the same environment and run the linter and the tests
+#   make test     set up the same environment, plus Ray for mnist-sweep, and run the linter and
+#                 the tests
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all setup system-packages repro test lint lock clean
+.PHONY: all setup setup-sweep system-packages repro test lint lock clean
 
 all: repro
 
@@ -18,6 +19,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# Ray, for mnist-sweep only (the optional `sweep` extra): the pipeline never imports it.
+setup-sweep: $(VENV)/.installed-sweep
+
+$(VENV)/.installed-sweep: requirements-sweep.lock $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-sweep.lock
 	touch $@
 
 # The page template that lets `dvc plots` draw offline (Vega libraries from npm, inlined).
@@ -37,8 +45,8 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-test: lint
-	pytest
+test: lint setup-sweep
+	pytest --durations=25
 
 # Re-resolve the direct dependencies in pyproject.toml to exact versions of everything.
 lock:

@@ -343,8 +343,8 @@ def load_ray(address: str, count: int) -> Any | None:
     except ImportError:
         if address != "local":
             raise SweepError(
-                "ray is not installed: `pip install 'mnist-dvc[sweep]'`, or run "
-                "here with --address local"
+                "ray is not installed: `make setup-sweep` installs the locked version, or "
+                "run here with --address local"
             ) from None
         print(
             f"mnist-sweep: ray is not installed: running {plural(count, 'experiment')} in "
