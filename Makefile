@@ -1,13 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make          set up the pinned environment in .venv and run the whole pipeline (dvc repro)
-#   make test     set up the same environment, plus Ray for mnist-sweep, and run the linter and
-#                 the tests
+#   make test     set up the same environment, plus Ray for mnist-sweep and tf-keras for the
+#                 benchmark, and run the linter and the tests
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all setup setup-sweep system-packages repro test lint lock clean
+.PHONY: all setup setup-sweep setup-bench bench system-packages repro test lint lock clean
 
 all: repro
 
@@ -28,6 +28,13 @@ $(VENV)/.installed-sweep: requirements-sweep.lock $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-sweep.lock
 	touch $@
 
+# tf-keras (Keras 2 for this TensorFlow), for the benchmark's notebook anchor only.
+setup-bench: $(VENV)/.installed-bench
+
+$(VENV)/.installed-bench: requirements-bench.lock $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-bench.lock
+	touch $@
+
 # The page template that lets `dvc plots` draw offline (Vega libraries from npm, inlined).
 build/plots.html: package-lock.json scripts/build_plots_template.py | $(VENV)/.installed
 	npm ci --silent --no-audit --no-fund
@@ -45,8 +52,14 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-test: lint setup-sweep
+test: lint setup-sweep setup-bench
 	pytest --durations=25
+
+# Speed against the notebook and the machine's limit (README, "Performance"); FULL=1 adds the
+# 12-epoch seed study (about 70 minutes more).
+bench: setup-bench
+	dvc repro preprocess
+	python scripts/bench.py$(if $(FULL), --full)
 
 # Re-resolve the direct dependencies in pyproject.toml to exact versions of everything.
 lock:

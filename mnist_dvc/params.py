@@ -126,6 +126,9 @@ class TrainParams(_Section):
     batch_size: PositiveInt
     # Quick-run knob: train on the first N training images only.
     train_images: Annotated[int, Field(ge=1, le=mnist.NUM_TRAIN)]
+    # float32, or mixed_bfloat16: bfloat16 compute, float32 weights (training only; the saved
+    # model computes in float32)
+    precision: Literal["float32", "mixed_bfloat16"]
     optimizer: OptimizerParams
     model: ModelParams
 

@@ -10,6 +10,7 @@ logs replace the previous ones together, only when training has finished.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -26,7 +27,9 @@ from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, TRAIN_LOG_D
 from mnist_dvc.stage import run_stage
 
 
-def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None) -> keras.Model:
+def train(
+    prepared_dir: Path, p: TrainParams, log_dir: Path | None, callbacks: Sequence = ()
+) -> keras.Model:
     keras.utils.set_random_seed(p.seed)  # Python, NumPy and TensorFlow generators
     tf.config.experimental.enable_op_determinism()
 
@@ -34,28 +37,42 @@ def train(prepared_dir: Path, p: TrainParams, log_dir: Path | None) -> keras.Mod
     x_test, y_test = prepared.load_split(prepared_dir, "test")
     one_hot = keras.utils.to_categorical
 
-    model = build_model(x_train.shape[1:], p.model)
-    compile_model(model, p.optimizer)
-    model.summary()
+    # Under mixed_bfloat16 the layers compute in bfloat16 and keep float32 weights.
+    keras.mixed_precision.set_global_policy(p.precision)
+    try:
+        model = build_model(x_train.shape[1:], p.model)
+        compile_model(model, p.optimizer)
+        model.summary()
 
-    callbacks = []
-    if log_dir is not None:
-        live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
-        callbacks.append(DVCLiveCallback(live=live))
+        callbacks = list(callbacks)
+        if log_dir is not None:
+            live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
+            callbacks.append(DVCLiveCallback(live=live))
 
-    # As in the notebook, the test set is the validation data.
-    model.fit(
-        x_train,
-        one_hot(y_train, mnist.NUM_CLASSES),
-        batch_size=p.batch_size,
-        epochs=p.epochs,
-        # Keras's animated progress bar in a terminal; one line per epoch in a log file (a
-        # queued `dvc exp` or CI), where the bar would write a line per batch.
-        verbose=1 if sys.stdout.isatty() else 2,
-        validation_data=(x_test, one_hot(y_test, mnist.NUM_CLASSES)),
-        callbacks=callbacks,
-    )
-    return model
+        # As in the notebook, the test set is the validation data.
+        model.fit(
+            x_train,
+            one_hot(y_train, mnist.NUM_CLASSES),
+            batch_size=p.batch_size,
+            epochs=p.epochs,
+            # Keras's animated progress bar in a terminal; one line per epoch in a log file (a
+            # queued `dvc exp` or CI), where the bar would write a line per batch.
+            verbose=1 if sys.stdout.isatty() else 2,
+            validation_data=(x_test, one_hot(y_test, mnist.NUM_CLASSES)),
+            callbacks=callbacks,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    if p.precision == "float32":
+        return model
+    # The saved model computes in float32, as evaluate, export and serve expect: the same
+    # architecture built under the float32 policy (and with the same layer names: hence the
+    # cleared session), with the trained weights, which were float32 all along.
+    weights = model.get_weights()
+    keras.backend.clear_session()
+    float32_model = build_model(x_train.shape[1:], p.model)
+    float32_model.set_weights(weights)
+    return float32_model
 
 
 def main() -> None:

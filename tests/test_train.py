@@ -60,3 +60,24 @@ def test_bad_params_stop_train_before_it_starts(real_prepared_dir, workdir):
         "train: error: params.yaml: train.epochs: input should be a valid integer (got 'twelve')"
     )
     assert not (workdir / "models").exists()
+
+
+def test_mixed_bfloat16_trains_and_saves_a_float32_model(real_prepared_dir, workdir):
+    (workdir / "data").mkdir()
+    os.symlink(real_prepared_dir, workdir / "data" / "prepared")
+    write_params(workdir / "params.yaml", **QUICK, precision="mixed_bfloat16")
+    run = run_stage_module("train", workdir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    saved = json.loads((workdir / MODEL_JSON).read_text())
+    dtypes = [layer["config"].get("dtype") for layer in saved["config"]["layers"]]
+    # a layer's dtype policy, or the input layer's plain dtype
+    policies = {d["config"]["name"] if isinstance(d, dict) else d for d in dtypes if d}
+    assert policies == {"float32"}  # evaluate, export and serve compute in float32
+    names = [layer["config"]["name"] for layer in saved["config"]["layers"]]
+    assert "dense_1" in names and "dense_3" not in names  # named as a float32 run names them
+    summary = json.loads((workdir / "dvclive" / "metrics.json").read_text())
+    assert summary["eval"]["accuracy"] > 0.5
+    write_params(workdir / "params.yaml", **QUICK, precision="float16")
+    run = run_stage_module("train", workdir)
+    assert run.returncode == 1
+    assert "train: error: params.yaml: train.precision: " in run.stderr

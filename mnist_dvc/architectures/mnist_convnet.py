@@ -24,6 +24,8 @@ def build(input_shape: tuple[int, int, int], p: MnistConvnetParams) -> keras.Seq
             layers.MaxPooling2D(pool, data_format=data_format),
             layers.Flatten(data_format=data_format),
             layers.Dropout(p.dropout),
-            layers.Dense(mnist.NUM_CLASSES, activation="softmax"),
+            # float32 even under a mixed precision policy: a bfloat16 softmax loses the small
+            # probabilities the loss needs
+            layers.Dense(mnist.NUM_CLASSES, activation="softmax", dtype="float32"),
         ]
     )

@@ -1,0 +1,70 @@
+"""The benchmark's parts run (`make bench` itself measures; nothing here is timed): the
+training FLOPs counted from the layers, and each kind of training run on a tiny subset,
+including the notebook unported on tf-keras."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+BENCH = REPO_ROOT / "scripts" / "bench.py"
+
+
+def bench_line(*args: str) -> dict:
+    run = subprocess.run(
+        [sys.executable, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [line for line in run.stdout.splitlines() if line.startswith("BENCH ")]
+    assert len(lines) == 1, run.stdout[-3000:]
+    return json.loads(lines[0][6:])
+
+
+def test_training_flops_are_counted_from_the_layers():
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from bench import flops_per_image
+    finally:
+        sys.path.pop(0)
+    counted = flops_per_image()
+    assert round(counted["forward"] / 1e6, 1) == 24.0  # 2 x the multiply-adds of one image
+    assert 71e6 < counted["train"] < 72e6  # forward + backward, about 3 x forward
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command",
+    [
+        (BENCH, "--worker", "train", "--train-images", "256", "--epochs", "2"),
+        (BENCH, "--worker", "train", "--train-images", "256", "--epochs", "2",
+         "--precision", "mixed_bfloat16"),
+        (REPO_ROOT / "benchmarks" / "notebook.py", "--keras", "tf_keras", "--seed", "1",
+         "--train-images", "256", "--epochs", "2"),
+        (REPO_ROOT / "benchmarks" / "notebook.py", "--keras", "keras3", "--seed", "1",
+         "--train-images", "256", "--epochs", "2"),
+    ],
+    ids=["project", "project-mixed_bfloat16", "notebook-tf_keras", "notebook-keras3"],
+)  # fmt: skip
+def test_each_training_run_reports_its_epochs_and_test_score(
+    real_raw_dir, real_prepared_dir, command
+):
+    data = ("--raw", real_raw_dir) if "--keras" in command else ("--data", real_prepared_dir)
+    result = bench_line(*command, *data)
+    assert len(result["epoch_s"]) == 2 and all(s > 0 for s in result["epoch_s"])
+    # 256 images, 2 epochs of Adadelta at 1.0: well above chance (0.1) on the 10000 test images
+    assert 0.3 < result["accuracy"] <= 1 and result["loss"] > 0
+
+
+@pytest.mark.slow
+def test_the_profile_splits_a_training_step(real_prepared_dir):
+    result = bench_line(BENCH, "--worker", "profile", "--train-images", "512", "--data",
+                        real_prepared_dir)  # fmt: skip
+    assert list(result["layer_forward_ms"])[:2] == ["conv2d (Conv2D)", "conv2d_1 (Conv2D)"]
+    for key in ("forward_ms", "backward_ms", "optimizer_update_ms", "fit_step_numpy_ms",
+                "fit_step_tf_data_ms"):  # fmt: skip
+        assert result[key] > 0, result
