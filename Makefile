@@ -2,6 +2,7 @@
 #   make          set up the pinned environment in .venv and run the whole pipeline (dvc repro)
 #   make test     set up the same environment, plus Ray for mnist-sweep and tf-keras for the
 #                 benchmark, and run the linter and the tests
+.NOTPARALLEL:  # the set-up targets install into one .venv, one at a time
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1

@@ -21,21 +21,20 @@ import json
 import time
 from pathlib import Path
 
-from mnist_dvc import idx, mnist
+from mnist_dvc import mnist
 from mnist_dvc.paths import RAW_DIR
 
 
 def load_data(raw_dir: Path):
-    """What `keras.datasets.mnist.load_data()` returns, from the verified IDX files."""
-    images = (mnist.IMAGE_ROWS, mnist.IMAGE_COLS)
-    x_train, x_test = (
-        idx.read_idx(raw_dir / f.name, ndim=3, shape=images)
-        for f in (mnist.TRAIN_IMAGES, mnist.TEST_IMAGES)
-    )
-    y_train, y_test = (
-        idx.read_idx(raw_dir / f.name, ndim=1) for f in (mnist.TRAIN_LABELS, mnist.TEST_LABELS)
-    )
-    return (x_train, y_train), (x_test, y_test)
+    """What `keras.datasets.mnist.load_data()` returns, from the fetch stage's verified IDX
+    files, read and checked as the preprocess stage reads them."""
+    from stages.preprocess import load_split
+
+    train = load_split(raw_dir / mnist.TRAIN_IMAGES.name, raw_dir / mnist.TRAIN_LABELS.name,
+                       mnist.NUM_TRAIN)  # fmt: skip
+    test = load_split(raw_dir / mnist.TEST_IMAGES.name, raw_dir / mnist.TEST_LABELS.name,
+                      mnist.NUM_TEST)  # fmt: skip
+    return train, test
 
 
 def main() -> None:

@@ -219,7 +219,7 @@ def commit_release(root: Path, release: Release) -> None:
     writes it into the model card; the model's files stay as checked. (A version tag names a
     commit, and a commit cannot contain its own tag, so the name goes in first.) Nothing to
     commit when HEAD already is this release's commit (a release cut short, run again)."""
-    from mnist_dvc.paths import REPORT
+    from mnist_dvc.paths import REPORT, REPORT_CONFUSION
 
     write_release(release, root / RELEASE)
     run = subprocess.run([sys.executable, "-m", "dvc", "repro", "report"], cwd=root,
@@ -227,7 +227,7 @@ def commit_release(root: Path, release: Release) -> None:
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
         raise Refused(f"dvc repro report (the model card): {last}")
-    git(root, "add", str(RELEASE), "dvc.lock", str(REPORT))
+    git(root, "add", str(RELEASE), "dvc.lock", str(REPORT), str(REPORT_CONFUSION))
     if git(root, "diff", "--cached", "--name-only").strip():
         stage = f" (stage {release.stage})" if release.stage else ""
         git(root, "commit", "-q", "-m", f"Release {ARTIFACT} {release.version}{stage}")
@@ -251,23 +251,33 @@ def register(version: str, stage: str | None) -> list[str]:
             "`make promote` gives it a stage; a new version needs a new commit"
         )
     start = git(root, "rev-parse", "HEAD").strip()
+    tags: list[str] = []
     try:
         commit_release(root, Release(version, stage, files))
         event = gto_call(gto_register, repo=os.fspath(root), name=ARTIFACT, ref="HEAD",
                          version=version)  # fmt: skip
-    except BaseException:  # the tree was clean: put it back as it was, release commit and all
-        git(root, "reset", "-q", "--hard", start)
+        tags.append(event.ref)
+        if stage is not None:
+            tags.append(assign(root, version, stage))
+    except BaseException:  # all or nothing: the tree was clean, so put it back as it was
+        undo(root, start, [f"{ARTIFACT}@{version}", *tags[1:]])  # the version was new
         raise
     commit = git(root, "rev-parse", "--short", "HEAD").strip()
-    print(f"release: registered {ARTIFACT} {version} at {commit} (tag {event.ref}), a release "
+    print(f"release: registered {ARTIFACT} {version} at {commit} (tag {tags[0]}), a release "
           f"commit on {start[:7]} whose model card names it")  # fmt: skip
     for name, md5 in files.items():
         print(f"release:   {name} md5 {md5}")
-    tags = [event.ref]
     if stage is not None:
-        tags.append(assign(root, version, stage))
-        print(f"release: {ARTIFACT} {version} is now in stage {stage} (tag {tags[-1]})")
+        print(f"release: {ARTIFACT} {version} is now in stage {stage} (tag {tags[1]})")
     return tags
+
+
+def undo(root: Path, start: str, tags: list[str]) -> None:
+    """Delete the tags a failed release made and reset the branch to `start`, without
+    masking the error that made it fail."""
+    for tag in tags:
+        subprocess.run(["git", "tag", "-d", tag], cwd=root, capture_output=True)
+    subprocess.run(["git", "reset", "-q", "--hard", start], cwd=root, capture_output=True)
 
 
 def promote(version: str, stage: str) -> list[str]:

@@ -19,13 +19,14 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = [sys.executable, str(Path(__file__).resolve())]
@@ -40,22 +41,36 @@ PREPARED = ROOT / "data" / "prepared"
 # Workers: each runs in its own process and prints one line `BENCH {json}`.
 
 
-def flops_per_image() -> dict[str, float]:
-    """Multiply-adds x 2 of the notebook's CNN, counted from its layers. Backward costs about
-    twice the forward (gradients for the inputs and for the weights), except that the first
-    convolution needs no input gradient."""
-    conv1 = 26 * 26 * 32 * (3 * 3 * 1) * 2
-    conv2 = 24 * 24 * 64 * (3 * 3 * 32) * 2
-    dense1 = 9216 * 128 * 2
-    dense2 = 128 * 10 * 2
-    forward = conv1 + conv2 + dense1 + dense2
-    return {"forward": forward, "train": forward + 2 * forward - conv1}
+def count_flops(model) -> dict[str, float]:
+    """Floating-point operations per image, counted from the model's layers: 2 per
+    multiply-add of each convolution and dense layer (pooling, dropout and activations are a
+    rounding error). Backward costs twice the forward (gradients for the inputs and for the
+    weights), except that the first layer needs no gradient for its input."""
+    per_layer = []
+    for layer in model.layers:
+        if hasattr(layer, "kernel"):  # Conv2D and Dense: output positions x weights per output
+            shape = layer.output.shape[1:]
+            channels_first = getattr(layer, "data_format", None) == "channels_first"
+            positions = int(np.prod(shape[1:] if channels_first else shape[:-1]))
+            per_layer.append(2 * positions * int(np.prod(layer.kernel.shape)))
+    forward = sum(per_layer)
+    return {"forward": forward, "train": 3 * forward - per_layer[0]}
 
 
-def worker_matmul() -> dict:
+def worker_matmul(data: Path) -> dict:
+    """The matrix-multiply peak in GFLOP/s for each precision, and the FLOPs per image of the
+    model params.yaml selects."""
     import tensorflow as tf
 
-    result = {}
+    from mnist_dvc import prepared
+    from mnist_dvc.architectures import build_model
+
+    x = prepared.load_split(data, "train", count=1)[0]
+    result: dict = {
+        "flops_per_image": count_flops(
+            build_model(x.shape[1:], quick_params(1, 1, 42, "float32").model)
+        )
+    }
     for dtype in ("float32", "bfloat16"):
         a = tf.random.uniform((MATMUL_N, MATMUL_N), dtype=tf.float32)
         a = tf.cast(a, dtype)
@@ -123,7 +138,11 @@ def _compiled_model(data: Path, train_images: int):
 
 def worker_scaling(data: Path) -> dict:
     """Seconds for one epoch (no validation) on each training-set size, one model, traced once
-    on a warm-up epoch first."""
+    on a warm-up epoch first; and the seconds of one validation pass."""
+    import keras
+
+    from mnist_dvc import mnist, prepared
+
     model, x, y, batch = _compiled_model(data, max(SCALING))
     model.fit(x[:1280], y[:1280], batch_size=batch, epochs=1, verbose=0)
     seconds = {}
@@ -131,7 +150,13 @@ def worker_scaling(data: Path) -> dict:
         start = time.perf_counter()
         model.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0)
         seconds[n] = time.perf_counter() - start
-    return {"epoch_s": seconds}
+    # What each epoch of the train stage adds: a validation pass over the test set.
+    x_test, y_test = prepared.load_split(data, "test")
+    one_hot = keras.utils.to_categorical(y_test, mnist.NUM_CLASSES)
+    model.evaluate(x_test[:1000], one_hot[:1000], batch_size=batch, verbose=0)
+    start = time.perf_counter()
+    model.evaluate(x_test, one_hot, batch_size=batch, verbose=0)
+    return {"epoch_s": seconds, "validation_s": time.perf_counter() - start}
 
 
 def worker_threads(data: Path, images: int) -> dict:
@@ -192,22 +217,29 @@ def worker_profile(data: Path, images: int) -> dict:
         optimizer.apply(grads, model.trainable_variables)
         return tf.constant(0)
 
-    steps = images // batch
+    # A fit of k steps and one of 2k: the difference is k steps without fit's set-up cost.
+    k = images // batch // 2
+
+    def fit_ms_per_step(make_input) -> float:
+        seconds = []
+        for steps in (k, 2 * k):
+            start = time.perf_counter()
+            model.fit(*make_input(steps * batch), epochs=1, verbose=0)
+            seconds.append(time.perf_counter() - start)
+        return 1000 * (seconds[1] - seconds[0]) / k
+
+    def arrays(n):
+        return x[:n], y[:n], batch
+
+    def pipeline(n):
+        dataset = tf.data.Dataset.from_tensor_slices((x[:n], y[:n]))
+        return (dataset.batch(batch).prefetch(tf.data.AUTOTUNE),)
+
     start = time.perf_counter()
-    model.fit(x[: steps * batch], y[: steps * batch], batch_size=batch, epochs=1, verbose=0)
-    numpy_first = time.perf_counter() - start  # traces the train function too
-    start = time.perf_counter()
-    model.fit(x[: steps * batch], y[: steps * batch], batch_size=batch, epochs=1, verbose=0)
-    numpy_ms = 1000 * (time.perf_counter() - start) / steps
-    data = (
-        tf.data.Dataset.from_tensor_slices((x[: steps * batch], y[: steps * batch]))
-        .batch(batch)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    model.fit(data, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(data, epochs=1, verbose=0)
-    tf_data_ms = 1000 * (time.perf_counter() - start) / steps
+    model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
+    first_fit_s = time.perf_counter() - start  # traces the train function
+    numpy_ms = fit_ms_per_step(arrays)
+    tf_data_ms = fit_ms_per_step(pipeline)
     forward_ms = best_ms(forward)
     forward_backward_ms = best_ms(forward_backward)
     update_ms = best_ms(update)
@@ -219,13 +251,13 @@ def worker_profile(data: Path, images: int) -> dict:
         "optimizer_update_ms": update_ms,
         "fit_step_numpy_ms": numpy_ms,
         "fit_step_tf_data_ms": tf_data_ms,
-        "fit_first_epoch_s": numpy_first,
+        "fit_first_call_s": first_fit_s,
         "fit_loop_overhead_ms": numpy_ms - forward_backward_ms - update_ms,
     }
 
 
 WORKERS = {
-    "matmul": lambda a: worker_matmul(),
+    "matmul": lambda a: worker_matmul(a.data),
     "train": lambda a: worker_train(a.data, a.train_images, a.epochs, a.seed, a.precision),
     "scaling": lambda a: worker_scaling(a.data),
     "threads": lambda a: worker_threads(a.data, a.train_images),
@@ -291,7 +323,10 @@ def steady(result: dict, train_images: int) -> dict:
     }
 
 
-def throughput(peak_fp32: float) -> dict:
+def throughput(peak_fp32: float, flops: dict) -> dict:
+    """images/s: training images per second of epoch wall time, the epoch's validation on the
+    10000 test images included (as the notebook and the train stage run); GFLOP/s counts the
+    validation's forward passes too."""
     n, epochs = QUICK["train_images"], QUICK["epochs"]
     runs = {
         "project train stage": steady(training_run("project", 42, n, epochs), n),
@@ -301,9 +336,9 @@ def throughput(peak_fp32: float) -> dict:
             training_run("project", 42, n, epochs, "mixed_bfloat16"), n
         ),
     }
-    train_flops = flops_per_image()["train"]
+    epoch_flops = n * flops["train"] + 10000 * flops["forward"]
     for row in runs.values():
-        row["gflop_s"] = row["images_per_s"] * train_flops / 1e9
+        row["gflop_s"] = epoch_flops / row["steady_epoch_s"] / 1e9
         row["of_fp32_peak"] = row["gflop_s"] / peak_fp32
     return runs
 
@@ -318,7 +353,9 @@ def stage_timings() -> dict:
         clone = tmp / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         dvc = [sys.executable, "-m", "dvc"]
-        cache = ROOT / ".dvc" / "cache"
+        cache = subprocess.run(
+            [*dvc, "cache", "dir"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
         subprocess.run([*dvc, "cache", "dir", "--local", str(cache)], cwd=clone, check=True)
         subprocess.run([*dvc, "checkout", "-q"], cwd=clone, check=True)
         # Nothing to do first, while the outputs are the committed ones.
@@ -329,7 +366,7 @@ def stage_timings() -> dict:
             timings["dvc repro (nothing to do)"] = {"skipped": "HEAD's pipeline is not up to date"}
         python = [sys.executable, "-m"]
         timings["fetch (download cache)"] = run([*python, "stages.fetch"], clone)
-        timings["fetch (from npm)"] = run(
+        timings["fetch (no download cache)"] = run(
             [*python, "stages.fetch"], clone, MNIST_CACHE_DIR=str(tmp / "empty-cache")
         )
         for stage in ("preprocess", "evaluate", "report", "export"):
@@ -436,7 +473,7 @@ def report(results: dict) -> str:
     lines.append(
         f"everything but training: {share['other_s']:.0f} s of an estimated "
         f"{share['pipeline_s']:.0f} s full default pipeline ({share['share']:.1%}; "
-        f"training estimated as 12 x {share['epoch_60000_s']:.0f} s)"
+        f"training estimated as 12 x {share['epoch_60000_s']:.0f} s, an epoch and a validation)"
     )
     if "seeds" in results:
         lines.append("")
@@ -476,8 +513,12 @@ def main() -> None:
         return
     if not (PREPARED / "x_train.npy").exists():
         sys.exit("bench: no data/prepared: run `dvc repro preprocess` (or `dvc pull`) first")
-    if shutil.which("git") is None:
-        sys.exit("bench: git is needed")
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "-q"], cwd=ROOT)
+    if status.returncode != 0:  # the stage timings need HEAD's outputs in the DVC cache
+        sys.exit(
+            "bench: the pipeline is not up to date (`dvc status`): run `dvc repro` (or "
+            "`dvc pull`) and commit, then bench"
+        )
     started = time.perf_counter()
     results: dict = {
         "machine": {
@@ -486,11 +527,10 @@ def main() -> None:
             "load_average_at_start": os.getloadavg(),
         }
     }
-    results["flops_per_image"] = flops_per_image()
-    results["matmul_gflop_s"] = {
-        k: v for k, v in worker("matmul").items() if k in ("float32", "bfloat16")
-    }
-    results["throughput"] = throughput(results["matmul_gflop_s"]["float32"])
+    matmul = worker("matmul")
+    results["flops_per_image"] = matmul["flops_per_image"]
+    results["matmul_gflop_s"] = {k: matmul[k] for k in ("float32", "bfloat16")}
+    results["throughput"] = throughput(matmul["float32"], matmul["flops_per_image"])
     results["scaling"] = worker("scaling")
     results["intra_op_threads"] = {
         threads: worker(
@@ -504,12 +544,13 @@ def main() -> None:
     }
     results["profile"] = worker("profile", "--train-images", "3840")
     results["stages"] = stage_timings()
-    epoch_60000 = results["scaling"]["epoch_s"]["60000"]
+    # The train stage's 12 epochs, each one epoch on all images and a validation pass.
+    epoch_60000 = results["scaling"]["epoch_s"]["60000"] + results["scaling"]["validation_s"]
     other = sum(
         row["wall_s"]
         for name, row in results["stages"].items()
         if name.split(" ")[0] in ("fetch", "preprocess", "evaluate", "report", "export")
-        and name != "fetch (from npm)"
+        and name != "fetch (no download cache)"
     )
     pipeline = other + 12 * epoch_60000
     results["share_of_pipeline"] = {

@@ -25,15 +25,19 @@ def bench_line(*args: str) -> dict:
     return json.loads(lines[0][6:])
 
 
-def test_training_flops_are_counted_from_the_layers():
+def test_training_flops_are_counted_from_the_layers(committed_params):
+    from mnist_dvc.architectures import build_model
+
     sys.path.insert(0, str(BENCH.parent))
     try:
-        from bench import flops_per_image
+        from bench import count_flops
     finally:
         sys.path.pop(0)
-    counted = flops_per_image()
-    assert round(counted["forward"] / 1e6, 1) == 24.0  # 2 x the multiply-adds of one image
-    assert 71e6 < counted["train"] < 72e6  # forward + backward, about 3 x forward
+    for shape in ((28, 28, 1), (1, 28, 28)):  # channels_last and channels_first
+        counted = count_flops(build_model(shape, committed_params.train.model))
+        # 2 x the multiply-adds: 26*26*32*9 + 24*24*64*288 + 9216*128 + 128*10
+        assert counted["forward"] == 2 * (194_688 + 10_616_832 + 1_179_648 + 1_280)
+        assert 71e6 < counted["train"] < 72e6  # forward + backward, about 3 x forward
 
 
 @pytest.mark.slow

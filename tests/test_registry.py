@@ -361,6 +361,28 @@ def test_refuses_an_out_of_date_pipeline(registry):
         undo_candidate(repo)
 
 
+def test_a_release_that_fails_at_its_stage_leaves_no_commit_and_no_tag(registry, monkeypatch):
+    """All or nothing: the stage tag comes last, and its failure takes the release commit and
+    the version tag back."""
+    from mnist_dvc import release as command
+
+    repo = candidate(registry)
+    before = tags(repo)
+    try:
+
+        def refuse(*_args):
+            raise command.Refused("stage refused for this test")
+
+        monkeypatch.setattr(command, "assign", refuse)
+        monkeypatch.chdir(repo)
+        with pytest.raises(command.Refused, match="stage refused for this test"):
+            command.register("v9.1.0", "staging")
+        assert tags(repo) == before
+        assert sh("git", "status", "--porcelain", cwd=repo).stdout == ""
+    finally:
+        undo_candidate(repo)  # also checks that HEAD is the candidate again
+
+
 def remote_object(registry: Registry, digest: str) -> Path:
     return registry.storage / "files" / "md5" / digest[:2] / digest[2:]
 
