@@ -15,7 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +83,19 @@ class S3Server:
 
 @contextmanager
 def ceph_rgw(folder: Path) -> Iterator[S3Server]:
+    """A throwaway Ceph with its S3 gateway. Ceph sometimes fails to start on a busy machine
+    (the OSD's first command to the monitor refused, "wrong fsid" in osd.0.log, or a
+    `ceph osd stat` that fails): one more, fresh try."""
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(_ceph_rgw_once(folder / "try-1"))
+        except (TimeoutError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            server = stack.enter_context(_ceph_rgw_once(folder / "try-2"))
+        yield server
+
+
+@contextmanager
+def _ceph_rgw_once(folder: Path) -> Iterator[S3Server]:
     require(CEPH_TOOLS, "ceph-mon ceph-osd radosgw ceph-common")
     for sub in ("run", "log", "mon", "osd/0", "rgw"):
         (folder / sub).mkdir(parents=True, exist_ok=True)

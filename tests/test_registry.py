@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 import sys
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -457,14 +456,7 @@ def test_make_promote_and_usage(registry):
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    # Ceph sometimes fails to start after this module's trainings: the OSD's first command to
-    # the monitor is refused ("mon_cmd_maybe_osd_create fail: 'wrong fsid'" in osd.0.log, and
-    # tests/servers.py gives up after 60 s), or a `ceph osd stat` fails. One more, fresh try.
-    with ExitStack() as stack:
-        try:
-            server = stack.enter_context(ceph_rgw(tmp_path_factory.mktemp("ceph")))
-        except (TimeoutError, subprocess.CalledProcessError):
-            server = stack.enter_context(ceph_rgw(tmp_path_factory.mktemp("ceph")))
+    with ceph_rgw(tmp_path_factory.mktemp("ceph")) as server:
         yield server
 
 
