@@ -218,15 +218,9 @@ def worker_profile(data: Path, images: int) -> dict:
         return tf.constant(0)
 
     # A fit of k steps and one of 2k: the difference is k steps without fit's set-up cost.
+    # The two feeds take turns, three rounds, median: this machine's noise is larger than
+    # their difference in any one round.
     k = images // batch // 2
-
-    def fit_ms_per_step(make_input) -> float:
-        seconds = []
-        for steps in (k, 2 * k):
-            start = time.perf_counter()
-            model.fit(*make_input(steps * batch), epochs=1, verbose=0)
-            seconds.append(time.perf_counter() - start)
-        return 1000 * (seconds[1] - seconds[0]) / k
 
     def arrays(n):
         return x[:n], y[:n], batch
@@ -235,11 +229,19 @@ def worker_profile(data: Path, images: int) -> dict:
         dataset = tf.data.Dataset.from_tensor_slices((x[:n], y[:n]))
         return (dataset.batch(batch).prefetch(tf.data.AUTOTUNE),)
 
-    start = time.perf_counter()
-    model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
-    first_fit_s = time.perf_counter() - start  # traces the train function
-    numpy_ms = fit_ms_per_step(arrays)
-    tf_data_ms = fit_ms_per_step(pipeline)
+    def fit_s(make_input, steps: int) -> float:
+        start = time.perf_counter()
+        model.fit(*make_input(steps * batch), epochs=1, verbose=0)
+        return time.perf_counter() - start
+
+    first_fit_s = fit_s(arrays, 1)  # traces the train function
+    fit_s(pipeline, 1)  # a dataset traces it again
+    per_step: dict[str, list[float]] = {"numpy": [], "tf_data": []}
+    for _ in range(3):
+        for name, feed in (("numpy", arrays), ("tf_data", pipeline)):
+            per_step[name].append(1000 * (fit_s(feed, 2 * k) - fit_s(feed, k)) / k)
+    numpy_ms = statistics.median(per_step["numpy"])
+    tf_data_ms = statistics.median(per_step["tf_data"])
     forward_ms = best_ms(forward)
     forward_backward_ms = best_ms(forward_backward)
     update_ms = best_ms(update)
