@@ -38,12 +38,17 @@ class Refused(Exception):
     """Why nothing was tagged, in one line that says what to do."""
 
 
-def git(root: Path, *args: str) -> str:
-    run = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+def command(root: Path, argv: list[str], name: str) -> str:
+    """Run a command in `root`, its output; a failure is Refused with `name` and its last line."""
+    run = subprocess.run(argv, cwd=root, capture_output=True, text=True)
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
-        raise Refused(f"git {' '.join(args)}: {last}")
+        raise Refused(f"{name}: {last}")
     return run.stdout
+
+
+def git(root: Path, *args: str) -> str:
+    return command(root, ["git", *args], f"git {' '.join(args)}")
 
 
 def repo_root() -> Path:
@@ -222,11 +227,8 @@ def commit_release(root: Path, release: Release) -> None:
     from mnist_dvc.paths import REPORT, REPORT_CONFUSION
 
     write_release(release, root / RELEASE)
-    run = subprocess.run([sys.executable, "-m", "dvc", "repro", "report"], cwd=root,
-                         capture_output=True, text=True)  # fmt: skip
-    if run.returncode != 0:
-        last = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
-        raise Refused(f"dvc repro report (the model card): {last}")
+    repro = [sys.executable, "-m", "dvc", "repro", "report"]
+    command(root, repro, "dvc repro report (the model card)")
     git(root, "add", str(RELEASE), "dvc.lock", str(REPORT), str(REPORT_CONFUSION))
     if git(root, "diff", "--cached", "--name-only").strip():
         stage = f" (stage {release.stage})" if release.stage else ""
