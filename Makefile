@@ -56,11 +56,12 @@ lint: setup
 test: lint setup-sweep setup-bench
 	pytest --durations=25
 
-# Speed against the notebook and the machine's limit (README, "Performance"); FULL=1 adds the
-# 12-epoch seed study (about 70 minutes more).
+# Speed against the notebook and the machine's limit (README, "Performance"). SEEDS=1 runs only
+# the 12-epoch seed study and adds it to benchmarks/bench.json (about 100 minutes here); FULL=1
+# runs both, and 12 epochs of mixed_bfloat16 (hours on a CPU without bf16 instructions).
 bench: setup-bench
 	dvc repro preprocess
-	python scripts/bench.py$(if $(FULL), --full)
+	python scripts/bench.py$(if $(SEEDS), --seeds)$(if $(FULL), --full)
 
 # Re-resolve the direct dependencies in pyproject.toml to exact versions of everything.
 lock:
