@@ -107,6 +107,8 @@ def run_experiment(job: Job) -> Outcome:
 
 def make_workdir(job: Job) -> Path:
     try:
+        if job.workdir:  # a folder named on the command line need not exist yet on every node
+            Path(job.workdir).mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=job.workdir))
     except OSError as error:
         where = job.workdir or tempfile.gettempdir()

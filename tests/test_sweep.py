@@ -505,6 +505,19 @@ def test_failure_reasons_are_the_stage_s_own_line():
     )
 
 
+
+def test_a_clone_folder_is_made_when_missing_and_refused_in_one_line_when_impossible(tmp_path):
+    from mnist_dvc.sweep_task import InfraError, Job, make_workdir
+
+    def job(workdir: Path) -> Job:
+        return Job("url", "c" * 40, "sweep-x", (), (), (), 1, {}, None, str(workdir))
+
+    clone = make_workdir(job(tmp_path / "not" / "yet"))
+    assert clone.is_dir() and clone.parent == tmp_path / "not" / "yet"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(InfraError, match=r"^cannot make a clone in .*a-file/x: "):
+        make_workdir(job(tmp_path / "a-file" / "x"))
+
 # S3 as the DVC remote: the same sweep path, with credentials that travel with the tasks.
 
 
