@@ -22,7 +22,7 @@ import pytest
 from mnist_dvc import mnist
 from mnist_dvc.idx import read_idx
 from mnist_dvc.model import load_model
-from tests.helpers import REPO_ROOT, missing_prerequisite, run_stage_module, write_params
+from tests.helpers import REPO_ROOT, missing_prerequisite
 from tests.test_serve import serve_commands, serving
 
 pytestmark = pytest.mark.slow
@@ -44,24 +44,13 @@ SCREENSHOTS = 4  # of the first digits drawn, and of every disagreement (up to 1
 
 
 @pytest.fixture(scope="module")
-def trained_model_dir(real_prepared_dir, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("browser")
-    (work / "data").mkdir()
-    (work / "data" / "prepared").symlink_to(real_prepared_dir)
-    write_params(work / "params.yaml", epochs=1, train_images=12000)
-    run = run_stage_module("train", work)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return work / "models"
-
-
-@pytest.fixture(scope="module")
 def digits(real_raw_dir) -> np.ndarray:
     return read_idx(real_raw_dir / mnist.TEST_IMAGES.name, ndim=3)[:COUNT]
 
 
 @pytest.fixture(scope="module")
-def own_predictions(trained_model_dir, digits) -> np.ndarray:
-    model = load_model(trained_model_dir / "model.json", trained_model_dir / "model.h5")
+def own_predictions(weak_model_dir, digits) -> np.ndarray:
+    model = load_model(weak_model_dir / "model.json", weak_model_dir / "model.h5")
     images = (digits / 255.0).astype(np.float32)[..., None]
     return model.predict(images, verbose=0).argmax(axis=1)
 
@@ -81,9 +70,9 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server_url(trained_model_dir):
+def server_url(weak_model_dir):
     kind = "console script" if serve_commands()["console script"] else "module"
-    with serving(trained_model_dir, kind=kind) as url:
+    with serving(weak_model_dir, kind=kind) as url:
         yield url
 
 
@@ -188,7 +177,7 @@ def test_drawn_mnist_digits_are_classified_as_the_model_classifies_them(
     assert seen.requests and all(url.startswith(server_url + "/") for url in seen.requests)
 
 
-def test_the_page_says_which_model_it_serves(page, trained_model_dir):
+def test_the_page_says_which_model_it_serves(page, weak_model_dir):
     text = page.locator("#model").inner_text()
     assert "model.json md5" in text and "model.h5 md5" in text
     assert "No dvc.lock" in text  # trained in a scratch folder: nothing to compare with

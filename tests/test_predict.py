@@ -28,21 +28,9 @@ from mnist_dvc.predict import (
     main,
     mnist_like,
 )
-from tests.helpers import ENV, run_stage_module, write_params
+from tests.helpers import ENV
 
 COUNT = 100
-
-
-@pytest.fixture(scope="module")
-def model_dir(real_prepared_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("predict")
-    (work / "data").mkdir()
-    (work / "data" / "prepared").symlink_to(real_prepared_dir)
-    # 12,000 images for one epoch: about 95% accurate, in under a minute on two cores. With
-    # 4,000 (81%) near-ambiguous digits flipped between the PNG and the JPEG versions.
-    write_params(work / "params.yaml", epochs=1, train_images=12000)
-    assert run_stage_module("train", work).returncode == 0
-    return work / "models"
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +40,8 @@ def digits(real_raw_dir):
 
 
 @pytest.fixture(scope="module")
-def own_predictions(model_dir, digits):
-    model = load_model(model_dir / "model.json", model_dir / "model.h5")
+def own_predictions(weak_model_dir, digits):
+    model = load_model(weak_model_dir / "model.json", weak_model_dir / "model.h5")
     return model.predict((digits / 255.0).astype(np.float32)[..., None], verbose=0).argmax(axis=1)
 
 
@@ -78,12 +66,12 @@ def test_mnist_digits_are_left_nearly_as_they_are(digits):
 
 
 @pytest.mark.slow  # trains a model through the train stage
-def test_png_digits_agree_with_the_model(model_dir, digits, own_predictions, tmp_path):
+def test_png_digits_agree_with_the_model(weak_model_dir, digits, own_predictions, tmp_path):
     paths = []
     for i, image in enumerate(digits):
         paths.append(tmp_path / f"{i:03d}.png")
         Image.fromarray(image).save(paths[-1])
-    run = predict_cli(model_dir, *paths)
+    run = predict_cli(weak_model_dir, *paths)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
     assert [p["input"] for p in result["predictions"]] == [str(p) for p in paths]
@@ -94,23 +82,23 @@ def test_png_digits_agree_with_the_model(model_dir, digits, own_predictions, tmp
 
 
 @pytest.mark.slow  # trains a model through the train stage
-def test_large_dark_on_light_jpegs_mostly_agree(model_dir, digits, own_predictions, tmp_path):
+def test_large_dark_on_light_jpegs_mostly_agree(weak_model_dir, digits, own_predictions, tmp_path):
     paths = []
     for i, image in enumerate(digits):
         paths.append(tmp_path / f"{i:03d}.jpg")
         big = Image.fromarray(255 - image).resize((112, 112), Image.Resampling.BICUBIC)
         big.convert("RGB").save(paths[-1], quality=90)
-    run = predict_cli(model_dir, *paths)
+    run = predict_cli(weak_model_dir, *paths)
     predicted = np.array([p["digit"] for p in json.loads(run.stdout)["predictions"]])
     agreement = float((predicted == own_predictions).mean())
     assert agreement >= 0.95, agreement  # resampling and JPEG change a few pixels
 
 
 @pytest.mark.slow  # trains a model through the train stage
-def test_npy_batch_and_plain_output(model_dir, digits, own_predictions, tmp_path):
+def test_npy_batch_and_plain_output(weak_model_dir, digits, own_predictions, tmp_path):
     batch = tmp_path / "batch.npy"
     np.save(batch, digits[:10])
-    run = predict_cli(model_dir, batch, json_output=False)
+    run = predict_cli(weak_model_dir, batch, json_output=False)
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 10
@@ -121,7 +109,7 @@ def test_npy_batch_and_plain_output(model_dir, digits, own_predictions, tmp_path
 
 
 @pytest.mark.slow  # trains a model through the train stage
-def test_bad_inputs_are_named_and_the_rest_classified(model_dir, digits, tmp_path):
+def test_bad_inputs_are_named_and_the_rest_classified(weak_model_dir, digits, tmp_path):
     good = tmp_path / "good.png"
     Image.fromarray(digits[0]).save(good)
     missing = tmp_path / "missing.png"
@@ -129,7 +117,7 @@ def test_bad_inputs_are_named_and_the_rest_classified(model_dir, digits, tmp_pat
     not_an_image.write_text("not a picture")
     wrong_shape = tmp_path / "wrong.npy"
     np.save(wrong_shape, np.zeros((3, 32, 32), np.uint8))
-    run = predict_cli(model_dir, missing, good, not_an_image, wrong_shape, json_output=False)
+    run = predict_cli(weak_model_dir, missing, good, not_an_image, wrong_shape, json_output=False)
     assert run.returncode == 1
     assert run.stdout.strip().splitlines()[0].startswith(f"{good}: ")
     errors = run.stderr.strip().splitlines()[-3:]
@@ -185,7 +173,7 @@ def npy_header_only(path, shape, descr="|u1"):
 
 @pytest.mark.slow  # trains a model through the train stage
 def test_the_reports_bad_inputs_each_get_one_line_and_json_keeps_the_rest(
-    model_dir, digits, tmp_path
+    weak_model_dir, digits, tmp_path
 ):
     good = tmp_path / "good.png"
     Image.fromarray(digits[0]).save(good)
@@ -196,7 +184,7 @@ def test_the_reports_bad_inputs_each_get_one_line_and_json_keeps_the_rest(
     billion = npy_header_only(tmp_path / "billion.npy", (10**9, 28, 28))
     mixed = tmp_path / "mixed.npy"  # a good image, a NaN, one in 0-255 though it is float
     np.save(mixed, np.stack([digits[1] / 255.0, np.full((28, 28), np.nan), digits[2] * 1.0]))
-    run = predict_cli(model_dir, bomb, good, strings, billion, mixed)
+    run = predict_cli(weak_model_dir, bomb, good, strings, billion, mixed)
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     document = json.loads(run.stdout)
@@ -213,7 +201,7 @@ def test_the_reports_bad_inputs_each_get_one_line_and_json_keeps_the_rest(
 
 
 @pytest.mark.slow  # trains a model through the train stage
-def test_transparent_backgrounds_are_white_paper(model_dir, digits, tmp_path):
+def test_transparent_backgrounds_are_white_paper(weak_model_dir, digits, tmp_path):
     """Dark ink on a transparent background whose hidden colour is black, as RGBA and as a
     palette image: classified as the same ink on white paper, not as a blank image."""
     count = 20
@@ -230,7 +218,7 @@ def test_transparent_backgrounds_are_white_paper(model_dir, digits, tmp_path):
         indexed = Image.fromarray(digit).convert("P")  # index i is ink of level 255 - i
         indexed.putpalette(grey_palette)
         indexed.save(palette[-1], transparency=0)  # index 0 is black, but transparent
-    run = predict_cli(model_dir, *opaque, *rgba, *palette)
+    run = predict_cli(weak_model_dir, *opaque, *rgba, *palette)
     assert run.returncode == 0, run.stderr[-2000:]
     predicted = [p["digit"] for p in json.loads(run.stdout)["predictions"]]
     assert predicted[count : 2 * count] == predicted[:count]

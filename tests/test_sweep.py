@@ -505,7 +505,6 @@ def test_failure_reasons_are_the_stage_s_own_line():
     )
 
 
-
 def test_a_clone_folder_is_made_when_missing_and_refused_in_one_line_when_impossible(tmp_path):
     from mnist_dvc.sweep_task import InfraError, Job, make_workdir
 
@@ -517,6 +516,7 @@ def test_a_clone_folder_is_made_when_missing_and_refused_in_one_line_when_imposs
     (tmp_path / "a-file").write_text("")
     with pytest.raises(InfraError, match=r"^cannot make a clone in .*a-file/x: "):
         make_workdir(job(tmp_path / "a-file" / "x"))
+
 
 # S3 as the DVC remote: the same sweep path, with credentials that travel with the tasks.
 
