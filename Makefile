@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all setup setup-sweep setup-bench bench system-packages repro test lint lock clean
+.PHONY: all setup setup-sweep setup-bench bench system-packages repro test lint lock lock-extras clean
 
 all: repro
 
@@ -72,6 +72,22 @@ lock:
 	{ echo "# Exact versions of every package, for Python 3.11 on Linux x86_64."; \
 	  echo "# Regenerate with: make lock"; \
 	  /tmp/mnist-dvc-lock/bin/pip freeze --exclude-editable; } > requirements.lock
+	$(MAKE) lock-extras
+
+# Each optional group's lock: what installing it on top of requirements.lock adds, in a venv of
+# its own (pip refuses if the group needs other versions of locked packages). The lock's own
+# comment lines are kept.
+EXTRAS := sweep bench
+lock-extras:
+	for extra in $(EXTRAS); do \
+	  venv=/tmp/mnist-dvc-lock-$$extra && rm -rf $$venv && $(PYTHON) -m venv $$venv && \
+	  $(PYTHON) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	      print('\n'.join(p['optional-dependencies']['$$extra']))" > $$venv/in.txt && \
+	  $$venv/bin/pip install --quiet -r requirements.lock -r $$venv/in.txt && \
+	  { grep '^#' requirements-$$extra.lock; \
+	    $$venv/bin/pip freeze --exclude-editable | grep -vxFf requirements.lock; \
+	  } > $$venv/lock && mv $$venv/lock requirements-$$extra.lock || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) node_modules build

@@ -1,16 +1,18 @@
 """Shared fixtures: real MNIST (fetched once per machine into the download cache, then through
-the real stages) and a scratch working directory for stages that write relative paths."""
+the real stages), a scratch working directory for stages that write relative paths, and what
+several test files train on: one quick `dvc repro` and one weak model, each made once."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mnist_dvc.params import load_params, load_sources
 from stages.fetch import default_cache_dir, fetch
-from tests.helpers import REPO_ROOT, gzip_files, run_stage_module, write_params
+from tests.helpers import REPO_ROOT, gzip_files, make_repo, run_stage_module, sh, write_params
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +72,31 @@ def weak_model_dir(real_prepared_dir, tmp_path_factory) -> Path:
     run = run_stage_module("train", work)
     assert run.returncode == 0, run.stderr[-2000:]
     return work / "models"
+
+
+QUICK_RUN = {"epochs": 1, "train_images": 2000}  # params.yaml's train section, for speed
+
+
+@dataclass(frozen=True)
+class QuickRun:
+    repo: Path  # never changed by a test: each test file works on its own copy
+    output: str  # what `dvc repro` printed
+
+    def copy(self, dest: Path, *, commit: bool = True) -> Path:
+        """A repository of its own for a test file, as the quick run left it: its outputs
+        committed (`commit`), or new in the work tree as `dvc repro` wrote them."""
+        shutil.copytree(self.repo, dest, symlinks=True)
+        if commit:
+            sh("git", "add", "-A", cwd=dest)
+            sh("git", "commit", "-qm", "quick run reproduced", cwd=dest)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def quick_run(real_raw_dir, tmp_path_factory) -> QuickRun:
+    """This work tree in a new repository, a commit that sets QUICK_RUN, then `dvc repro`
+    from nothing (the real fetch reads the download cache): made once per session."""
+    repo = make_repo(tmp_path_factory.mktemp("quick-run") / "repo")
+    write_params(repo / "params.yaml", **QUICK_RUN)
+    sh("git", "commit", "-qam", "quick run", cwd=repo)
+    return QuickRun(repo, sh("dvc", "repro", cwd=repo).stdout)

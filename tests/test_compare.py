@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.helpers import REPO_ROOT, make_repo, sh, write_params
+from tests.helpers import REPO_ROOT, sh, write_params
 from tests.servers import require
 
 pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
@@ -27,15 +27,16 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, real_raw_dir) -> Path:
-    """branch-a: 1 epoch; branch-b: 2 epochs; each reproduced and committed."""
+def repo(quick_run, tmp_path_factory) -> Path:
+    """branch-a: the quick run (1 epoch); branch-b, from it: 2 epochs; each reproduced and
+    committed."""
     if not TEMPLATE.is_file():
         pytest.fail(f"{TEMPLATE} is missing: `make setup` builds it")
-    repo = make_repo(tmp_path_factory.mktemp("compare") / "repo")
+    repo = quick_run.copy(tmp_path_factory.mktemp("compare") / "repo", commit=False)
     (repo / "build").mkdir()
     shutil.copy(TEMPLATE, repo / "build" / "plots.html")  # what `make setup` makes in a clone
     for branch, epochs in (("branch-a", 1), ("branch-b", 2)):
-        sh("git", "checkout", "-q", "-b", branch, "main", cwd=repo)
+        sh("git", "checkout", "-q", "-b", branch, cwd=repo)
         write_params(repo / "params.yaml", epochs=epochs, train_images=2000)
         sh("dvc", "repro", cwd=repo)
         sh("git", "add", "-A", cwd=repo)

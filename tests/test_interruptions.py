@@ -26,22 +26,15 @@ import pytest
 import yaml
 
 from mnist_dvc import mnist
-from tests.helpers import ENV, make_repo, serve_mirror, sh, write_params, write_sources
+from tests.helpers import ENV, serve_mirror, sh, write_params, write_sources
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"epochs": 1, "train_images": 2000}
-
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, real_raw_dir) -> Path:
+def repo(quick_run, tmp_path_factory) -> Path:
     """A repository where a quick `dvc repro` has run and been committed."""
-    repo = make_repo(tmp_path_factory.mktemp("repo"))
-    write_params(repo / "params.yaml", **QUICK)
-    sh("dvc", "repro", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "quick run", cwd=repo)
-    return repo
+    return quick_run.copy(tmp_path_factory.mktemp("repo") / "repo")
 
 
 @pytest.fixture

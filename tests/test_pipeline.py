@@ -12,27 +12,22 @@ import pytest
 import yaml
 
 from mnist_dvc import mnist, prepared
-from tests.helpers import make_repo, sh, write_params
+from tests.helpers import sh
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"epochs": 1, "train_images": 2000}
-
 
 @pytest.fixture(scope="module")
-def repro(tmp_path_factory, real_raw_dir):
+def repro(quick_run, tmp_path_factory):
     """A quick `dvc repro` from nothing; the real fetch reads the download cache."""
-    repo = make_repo(tmp_path_factory.mktemp("repo"))
-    write_params(repo / "params.yaml", **QUICK)
-    sh("git", "commit", "-qam", "quick run", cwd=repo)
-    run = sh("dvc", "repro", cwd=repo)
-    return repo, run
+    repo = quick_run.copy(tmp_path_factory.mktemp("pipeline") / "repo", commit=False)
+    return repo, quick_run.output
 
 
 def test_every_stage_ran(repro):
-    _, run = repro
+    _, output = repro
     for stage in ("fetch", "preprocess", "train", "evaluate", "report", "export"):
-        assert f"Running stage '{stage}'" in run.stdout
+        assert f"Running stage '{stage}'" in output
 
 
 def test_raw_and_prepared_data(repro):

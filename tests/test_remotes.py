@@ -14,24 +14,18 @@ import pytest
 import yaml
 
 from stages.evaluate import evaluate
-from tests.helpers import make_repo, sh, write_params
+from tests.helpers import sh
 from tests.servers import ceph_rgw, free_port, sshd
 
 pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
 
-QUICK = {"epochs": 1, "train_images": 2000}
 MODEL_FILES = ("models/model.json", "models/model.h5")
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory, real_raw_dir) -> Path:
+def origin(quick_run, tmp_path_factory) -> Path:
     """A repository with a quick run reproduced and committed, as a team member leaves it."""
-    repo = make_repo(tmp_path_factory.mktemp("team") / "origin")
-    write_params(repo / "params.yaml", **QUICK)
-    sh("dvc", "repro", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "quick run", cwd=repo)
-    return repo
+    return quick_run.copy(tmp_path_factory.mktemp("team") / "origin")
 
 
 @pytest.fixture(scope="module")
