@@ -19,10 +19,8 @@ import os
 import platform
 import resource
 import shlex
-import signal
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +30,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+
+from mnist_dvc.background import ServerDidNotStart, serve_in_background
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Window = tuple[float, float]  # perf_counter times: measuring starts, clients stop
@@ -143,43 +143,16 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def server(model_dir: Path, batching: bool, options: list[str]) -> Iterator[tuple[str, int]]:
     """mnist-serve on a free port until the block ends, stopped by its PID."""
-    port = free_port()
-    command = [
-        *(sys.executable, "-m", "mnist_dvc.serve", "--model-dir", str(model_dir)),
-        *("--port", str(port), *options, *([] if batching else ["--no-batching"])),
-    ]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                sys.exit(f"bench: mnist-serve exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                get_json(f"{url}/healthz")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    sys.exit("bench: mnist-serve did not answer in 120 s")
-                time.sleep(0.25)
-        yield url, proc.pid
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
+    args = ["--model-dir", str(model_dir), *options, *([] if batching else ["--no-batching"])]
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        try:
+            with serve_in_background(args, log=Path(tmp) / "serve.log") as running:
+                yield running
+        except ServerDidNotStart as error:
+            sys.exit(f"bench: {error}")
 
 
 def bench(url: str, pid: int | None, levels: list[int], seconds: float, warmup: float) -> list:

@@ -9,10 +9,8 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -35,6 +33,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from mnist_dvc.architectures import build_model
+from mnist_dvc.background import ServerDidNotStart, serve_in_background
 from mnist_dvc.batching import Batcher
 from mnist_dvc.model import save_model
 from mnist_dvc.params import load_params
@@ -534,36 +533,24 @@ def test_a_missing_model_is_one_line(tmp_path, capfd):
 def serving(model_dir: Path, *options: str, kind: str = "module") -> Iterator[str]:
     """`mnist-serve --model-dir model_dir` on a free port of 127.0.0.1 until the block ends;
     stopped by its PID (SIGTERM, then SIGKILL), whatever happens in the block."""
-    port = free_port()
-    log = model_dir.parent / f"serve-{port}.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*serve_command(kind), "--model-dir", str(model_dir), "--port", str(port), *options],
-            env=ENV, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    log = model_dir.parent / f"serve-{time.monotonic_ns()}.log"
+    args = ["--model-dir", str(model_dir), *options]
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mnist-serve exited {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mnist-serve did not answer in 120 s: {log.read_text()[-2000:]}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
+        with serve_in_background(args, log=log, command=serve_command(kind), env=ENV) as (url, _):
+            yield url
+    except ServerDidNotStart as error:
+        pytest.fail(str(error))
+
+
+@pytest.mark.slow
+def test_a_server_that_cannot_start_is_reported_with_its_own_line(tmp_path):
+    log = tmp_path / "serve.log"
+    missing = tmp_path / "nowhere" / "model.json"
+    args = ["--model-dir", str(missing.parent)]
+    with pytest.raises(ServerDidNotStart) as raised, serve_in_background(args, log=log, env=ENV):
+        pytest.fail("the block must not run")
+    assert str(raised.value).startswith("mnist-serve exited 1: ")
+    assert f"mnist-serve: error: {missing}: cannot read a model" in str(raised.value)
 
 
 @pytest.mark.slow
