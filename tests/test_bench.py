@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import REPO_ROOT
@@ -50,8 +51,11 @@ def test_training_flops_are_counted_from_the_layers(committed_params):
          "--train-images", "256", "--epochs", "2"),
         (REPO_ROOT / "benchmarks" / "notebook.py", "--keras", "keras3", "--seed", "1",
          "--train-images", "256", "--epochs", "2"),
+        (REPO_ROOT / "benchmarks" / "notebook.py", "--keras", "tf_keras", "--seed", "1",
+         "--train-images", "256", "--epochs", "2", "--loss", "keras-2.2"),
     ],
-    ids=["project", "notebook-tf_keras", "notebook-keras3"],  # mixed_bfloat16: test_train.py
+    ids=["project", "notebook-tf_keras", "notebook-keras3", "notebook-tf_keras-keras-2.2-loss"],
+    # mixed_bfloat16: test_train.py
 )  # fmt: skip
 def test_each_training_run_reports_its_epochs_and_test_score(
     real_raw_dir, real_prepared_dir, command
@@ -61,6 +65,16 @@ def test_each_training_run_reports_its_epochs_and_test_score(
     assert len(result["epoch_s"]) == 2 and all(s > 0 for s in result["epoch_s"])
     # 256 images, 2 epochs of Adadelta at 1.0: well above chance (0.1) on the 10000 test images
     assert 0.3 < result["accuracy"] <= 1 and result["loss"] > 0
+
+
+def test_keras22_crossentropy_clips_the_probabilities():
+    from benchmarks.notebook import keras22_crossentropy
+
+    y_true = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+    y_pred = np.array([[0.1, 0.8, 0.1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    loss = np.asarray(keras22_crossentropy(y_true, y_pred))
+    # -log(0.8); a sure mistake costs -log(1e-7), not infinity; a sure hit -log(1 - 1e-7) ~ 0
+    np.testing.assert_allclose(loss, [-np.log(0.8), -np.log(1e-7), 0.0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
