@@ -12,7 +12,7 @@ import pytest
 
 from mnist_dvc.params import load_params, load_sources
 from stages.fetch import default_cache_dir, fetch
-from tests.helpers import REPO_ROOT, gzip_files, make_repo, run_stage_module, sh, write_params
+from tests.helpers import REPO_ROOT, gzip_files, make_repo, sh, train_in, write_params
 
 
 @pytest.fixture(scope="session")
@@ -66,11 +66,7 @@ def weak_model_dir(real_prepared_dir, tmp_path_factory) -> Path:
     accurate, in under a minute on two cores. With 4,000 images (81 %) near-ambiguous digits
     flipped between a PNG and a JPEG of the same drawing. Tests must not write into it."""
     work = tmp_path_factory.mktemp("weak-model")
-    (work / "data").mkdir()
-    (work / "data" / "prepared").symlink_to(real_prepared_dir)
-    write_params(work / "params.yaml", epochs=1, train_images=12000)
-    run = run_stage_module("train", work)
-    assert run.returncode == 0, run.stderr[-2000:]
+    train_in(work, real_prepared_dir, epochs=1, train_images=12000)
     return work / "models"
 
 

@@ -74,6 +74,18 @@ def run_stage_module(name: str, cwd: Path, **env: str) -> subprocess.CompletedPr
     )
 
 
+def train_in(work: Path, prepared: Path, **train_overrides) -> subprocess.CompletedProcess:
+    """The train stage run in `work` on `prepared` (linked as work/data/prepared) with
+    params.yaml's train section overridden; it must succeed. The model is in work/models."""
+    (work / "data").mkdir(exist_ok=True)
+    if not (work / "data" / "prepared").exists():
+        (work / "data" / "prepared").symlink_to(prepared)
+    write_params(work / "params.yaml", **train_overrides)
+    run = run_stage_module("train", work)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
 def sh(*args: str, cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess:
     run = subprocess.run(
         args, cwd=cwd, env={**ENV, **env}, capture_output=True, text=True, timeout=900

@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_dvc.background import free_port
 from tests.helpers import missing_prerequisite
 
 CEPH_TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph")
@@ -30,12 +31,6 @@ def require(tools: tuple[str, ...], packages: str) -> None:
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         missing_prerequisite(f"needs {', '.join(missing)}: apt-get install {packages}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check, what: str, limit_s: float = 60.0) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import missing_prerequisite, run_stage_module, write_params
+from tests.helpers import missing_prerequisite, run_stage_module, train_in, write_params
 
 pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
 
@@ -38,10 +38,7 @@ def mounted(folder: Path, *options: str) -> Iterator[None]:
 @pytest.fixture
 def trained(real_prepared_dir, workdir) -> Path:
     """A work folder with prepared data, quick params and a model from an earlier run."""
-    (workdir / "data").mkdir()
-    (workdir / "data" / "prepared").symlink_to(real_prepared_dir)
-    write_params(workdir / "params.yaml", epochs=1, train_images=256)
-    assert run_stage_module("train", workdir).returncode == 0
+    train_in(workdir, real_prepared_dir, epochs=1, train_images=256)
     return workdir
 
 

@@ -537,7 +537,6 @@ def test_a_sweep_shares_its_outputs_through_an_s3_remote(team, cluster, tmp_path
         sh("git", "push", "-q", "origin", "HEAD:s3", cwd=driver)
         sh("dvc", "push", "-q", "data/prepared", cwd=driver)  # to S3, the new default
         grid = (*QUICK, "-S", "train.seed=7")
-        (tmp_path / "clones").mkdir()
         run = sweep(*grid, "--address", cluster.address, "--cpus", "1", "--workdir",
                     str(tmp_path / "clones"), "train", cwd=driver)  # fmt: skip
         assert "1 done, 0 failed" in run.stdout, run.stdout + run.stderr

@@ -8,7 +8,7 @@ import keras
 import pytest
 
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
-from tests.helpers import run_stage_module, write_params
+from tests.helpers import run_stage_module, train_in, write_params
 
 pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
 
@@ -16,13 +16,7 @@ QUICK = {"epochs": 2, "train_images": 1024}
 
 
 def _quick_run(workdir, prepared):
-    (workdir / "data").mkdir(exist_ok=True)
-    if not (workdir / "data" / "prepared").exists():
-        os.symlink(prepared, workdir / "data" / "prepared")
-    write_params(workdir / "params.yaml", **QUICK)
-    run = run_stage_module("train", workdir)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run
+    return train_in(workdir, prepared, **QUICK)
 
 
 def test_train_is_deterministic_to_the_byte(real_prepared_dir, workdir):
