@@ -5,10 +5,10 @@ This is the one home of these facts; every stage and test that needs them import
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import StageError
 
 
@@ -50,20 +50,12 @@ NUM_TRAIN = 60000
 NUM_TEST = 10000
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class DigestError(StageError):
     """A file's bytes are not the pinned ones."""
 
 
 def verify(path: Path, file: IdxFile) -> None:
     """Raise DigestError unless `path` holds exactly the bytes of `file`."""
-    actual = sha256_of(path)
+    actual = file_digest(path, "sha256")
     if actual != file.sha256:
         raise DigestError(f"{path}: SHA-256 {actual}, expected {file.sha256}")

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from mnist_dvc import mnist
 from mnist_dvc.errors import StageError
+from mnist_dvc.numerics import Numerics
 from mnist_dvc.paths import PARAMS, SOURCES
 
 
@@ -138,6 +139,9 @@ class EvaluateParams(_Section):
 
 
 class Params(_Section):
+    # Which CPU kernels TensorFlow computes with (mnist_dvc/numerics.py): portable, the same
+    # bytes on every x86-64 CPU with AVX2; or native, TensorFlow's own choice, for speed.
+    numerics: Numerics
     preprocess: PreprocessParams
     train: TrainParams
     evaluate: EvaluateParams

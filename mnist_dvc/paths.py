@@ -12,6 +12,7 @@ PREPARED_DIR = Path("data/prepared")
 MODELS_DIR = Path("models")
 MODEL_JSON = MODELS_DIR / "model.json"
 MODEL_WEIGHTS = MODELS_DIR / "model.h5"
+PROVENANCE = MODELS_DIR / "provenance.json"  # where and how model.h5 was computed
 SAVED_MODEL_DIR = MODELS_DIR / "saved_model"
 MODEL_ONNX = MODELS_DIR / "model.onnx"
 EXPORT_REPORT = Path("reports/exports.json")

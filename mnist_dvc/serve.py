@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -42,10 +41,11 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnist_dvc import mnist
+from mnist_dvc import mnist, numerics
 from mnist_dvc.batching import Batcher
+from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import StageError, describe
-from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS
+from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PROVENANCE
 
 # mnist_dvc.predict and mnist_dvc.model import TensorFlow: they are imported where used, so that
 # `mnist-serve` can hold back TensorFlow's start-up lines (see quiet_stderr).
@@ -172,25 +172,18 @@ def load_served_model(model_dir: Path, *, threads: int | None = None) -> Predict
 # --- which model: md5s, dvc.lock, metrics.json ---
 
 
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_card(model_dir: Path) -> dict[str, Any]:
     """What GET /model says: the served files' md5s, whether they are the ones dvc.lock records
-    (the project is the model folder's parent, as models/ is in this repository) and the test
-    accuracy from metrics.json. A missing or unreadable dvc.lock or metrics.json is said, not
-    fatal: the server may serve a model copied anywhere."""
+    (the project is the model folder's parent, as models/ is in this repository), the test
+    accuracy from metrics.json and where the model was made (models/provenance.json). A
+    missing or unreadable dvc.lock or metrics.json is said, not fatal: the server may serve a
+    model copied anywhere."""
     project = model_dir.resolve().parent
     files = [model_dir / MODEL_JSON.name, model_dir / MODEL_WEIGHTS.name]
     recorded, lock_note = _dvc_lock_md5s(project / "dvc.lock")
     entries = []
     for path in files:
-        md5 = file_md5(path)
+        md5 = file_digest(path)
         locked = recorded.get(path.resolve())
         entries.append(
             {
@@ -216,7 +209,19 @@ def model_card(model_dir: Path) -> dict[str, Any]:
         "files": entries,
         "dvc_lock": {"path": str(project / "dvc.lock"), "matches": matches, "note": lock_note},
         "metrics": _metrics(project / METRICS.name, matches),
+        "provenance": _provenance(model_dir / PROVENANCE.name, entries[1]["md5"]),
     }
+
+
+def _provenance(path: Path, weights_md5: str) -> dict[str, Any]:
+    """Where the served model.h5 was made, from the train stage's record beside it, if that
+    record is of these very weights."""
+    made = numerics.read_provenance(path)
+    if made is None:
+        return {"path": str(path), "made": None, "note": "no provenance recorded"}
+    if made.get("model_h5_md5") != weights_md5:
+        return {"path": str(path), "made": None, "note": "recorded for other weights"}
+    return {"path": str(path), "made": made, "note": numerics.describe(made)}
 
 
 def _dvc_lock_md5s(lock: Path) -> tuple[dict[Path, str], str | None]:

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from mnist_dvc import mnist
+from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.idx import write_idx
 from mnist_dvc.params import check_source
@@ -101,7 +102,7 @@ def _gunzip(gz: Path, dest: Path) -> None:
 
 
 def _from_npz(npz: Path, into: Path) -> None:
-    digest = mnist.sha256_of(npz)
+    digest = file_digest(npz, "sha256")
     if digest != mnist.KERAS_NPZ_SHA256:
         raise SourceError(f"mnist.npz: SHA-256 {digest}, expected {mnist.KERAS_NPZ_SHA256}")
     with np.load(npz, allow_pickle=False) as arrays:

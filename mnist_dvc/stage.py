@@ -1,9 +1,12 @@
-"""How every stage runs: in the locked environment, with user errors and interruptions reported
-in one line, never a traceback.
+"""How every stage runs: in the locked environment, with TensorFlow's kernels chosen by
+params.yaml, and with user errors and interruptions reported in one line, never a traceback.
 
 `stages/__init__.py` calls `begin()` before a stage module imports anything heavy, so a wrong
-interpreter or a Ctrl-C during TensorFlow's import also ends in one line. Only the standard
-library is used here, so that this works on any Python that finds the checkout.
+interpreter, a bad params.yaml or a Ctrl-C during TensorFlow's import also ends in one line,
+and TensorFlow loads with the numerics chosen (mnist_dvc/numerics.py). `begin()` acts only when
+a stage runs as `python -m stages.<name>`: tests and benchmarks that import a stage module get
+no signal handlers and no checks. Only the standard library is imported here, so that this
+works on any Python that finds the checkout.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from pathlib import Path
 from mnist_dvc.errors import StageError, describe
 
 PYTHON = (3, 11)  # the Python requirements.lock was made for
+# The stages that compute with TensorFlow: each lists `numerics` among its params in dvc.yaml,
+# and TensorFlow loads in them with the numerics params.yaml chooses.
+TENSORFLOW_STAGES = ("train", "evaluate", "export")
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells do
 
 
@@ -39,9 +45,21 @@ def stage_name() -> str:
     return Path(argv[-1]).stem
 
 
+def run_as_stage() -> bool:
+    """Whether this process is `python -m stages.<name>` and the stages package is being
+    loaded for it (Python sets argv[0] to "-m" only while it finds the module to run)."""
+    argv = sys.orig_argv
+    return (
+        sys.argv[0] == "-m"
+        and "-m" in argv[:-1]
+        and argv[argv.index("-m") + 1].startswith("stages.")
+    )
+
+
 def begin(lock: Path) -> None:
     """Before a stage imports anything: quit quietly on a signal, refuse an interpreter whose
-    packages are not the versions in `lock` (the checkout's requirements.lock)."""
+    packages are not the versions in `lock` (the checkout's requirements.lock) and, in a stage
+    that computes with TensorFlow, refuse a bad params.yaml and choose the numerics."""
     name = stage_name()
 
     def quit_now(signum: int, _frame: object) -> None:
@@ -59,6 +77,15 @@ def begin(lock: Path) -> None:
             f"{'; '.join(problems[:3])}{more}. Run `make setup`, then "
             "`source .venv/bin/activate` (or call .venv/bin/dvc with .venv/bin first on PATH)"
         )
+    if name in TENSORFLOW_STAGES:
+        # The locked packages are there now: the params' validation can be imported.
+        from mnist_dvc import numerics
+        from mnist_dvc.params import load_params
+
+        try:
+            numerics.configure(load_params().numerics)
+        except StageError as error:
+            sys.exit(f"{name}: error: {error}")
 
 
 def environment_problems(lock: Path) -> list[str]:

@@ -140,7 +140,9 @@ def node_name() -> str:
 def task_env(cpus: int) -> dict[str, str]:
     """The environment of the commands: this interpreter's `python` and `dvc` first on PATH
     (dvc.yaml runs `python -m stages...`), and TensorFlow's threads as many as the CPUs the
-    task holds, so that experiments side by side on one node never share a core."""
+    task holds, so that experiments side by side on one node never share a core. Under
+    `numerics: portable` the stages pin their intra-op threads (mnist_dvc/numerics.py), so
+    that a sweep's model has the bytes `dvc exp run` gives anywhere; only `native` uses this."""
     threads = str(cpus)
     return {
         **os.environ,

@@ -1,20 +1,21 @@
 """Stage `report`: a model card, reports/model.md, that shows a reviewer what this model version
 is without running anything: its params, test metrics, accuracy per digit, confusion matrix
-(reports/confusion.png), the md5 of model.json and model.h5 (the hashes dvc.lock records) and,
-for a release commit, its version (release.yaml, written by `make release`).
+(reports/confusion.png), the md5 of model.json and model.h5 (the hashes dvc.lock records), where
+it was made (models/provenance.json) and, for a release commit, its version (release.yaml,
+written by `make release`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mnist_dvc import mnist
+from mnist_dvc import mnist, numerics
 from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import (
@@ -23,6 +24,7 @@ from mnist_dvc.paths import (
     MODEL_WEIGHTS,
     PER_DIGIT,
     PREDICTIONS,
+    PROVENANCE,
     REPORT,
     REPORT_CONFUSION,
 )
@@ -84,10 +86,6 @@ def draw_confusion(counts: np.ndarray) -> Image.Image:
     return image
 
 
-def md5_of(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def model_card(
     metrics: dict,
     per_digit: dict,
@@ -95,8 +93,9 @@ def model_card(
     counts: np.ndarray,
     files: list[Path],
     release: Release,
+    provenance: dict | None,
 ) -> str:
-    md5s = {path.as_posix(): md5_of(path) for path in files}
+    md5s = {path.as_posix(): file_digest(path) for path in files}
     chosen = params.model_dump()
     # Only the selected architecture's settings describe this model.
     chosen["model"] = {"arch": params.model.arch, **params.model.settings.model_dump()}
@@ -114,6 +113,14 @@ def model_card(
         "| file | md5 (as in dvc.lock) | bytes |",
         "| --- | --- | --- |",
         *(f"| `{path}` | `{md5s[path.as_posix()]}` | {path.stat().st_size} |" for path in files),
+        "",
+        "## Where it was made",
+        "",
+        (
+            f"{numerics.describe(provenance)} ({PROVENANCE})."
+            if provenance
+            else f"Not recorded ({PROVENANCE} is missing)."
+        ),
         "",
         "## Training params (params.yaml, `train`)",
         "",
@@ -155,7 +162,8 @@ def main() -> None:
     metrics, per_digit = read_scores(METRICS), read_scores(PER_DIGIT)
     counts = confusion_matrix(PREDICTIONS)
     files = [MODEL_JSON, MODEL_WEIGHTS]
-    card = model_card(metrics, per_digit, params, counts, files, read_release())
+    provenance = numerics.read_provenance(PROVENANCE)
+    card = model_card(metrics, per_digit, params, counts, files, read_release(), provenance)
     with atomic_outputs(REPORT_CONFUSION, REPORT) as (png, markdown):
         draw_confusion(counts).save(png, format="PNG")
         markdown.write_text(card)

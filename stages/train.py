@@ -1,14 +1,17 @@
 """Stage `train`: fit the selected architecture on data/prepared; write models/model.json +
-model.h5 and the per-epoch logs in dvclive/.
+model.h5, models/provenance.json (where and how model.h5 was computed) and the per-epoch logs in
+dvclive/.
 
 Seeded and deterministic: the same params, data and library versions give a byte-identical
-model.h5. Per-epoch loss and accuracy (train and validation) go to DVCLive's folder for
-`dvc plots`; dvc.yaml is hand-written, so DVCLive is told not to touch it. The model and the
-logs replace the previous ones together, only when training has finished.
+model.h5, on every x86-64 CPU with AVX2 under `numerics: portable` (mnist_dvc/numerics.py).
+Per-epoch loss and accuracy (train and validation) go to DVCLive's folder for `dvc plots`;
+dvc.yaml is hand-written, so DVCLive is told not to touch it. The model, its provenance and
+the logs replace the previous ones together, only when training has finished.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +25,9 @@ from mnist_dvc import mnist, prepared
 from mnist_dvc.architectures import build_model
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.model import compile_model, write_model
+from mnist_dvc.numerics import provenance_of
 from mnist_dvc.params import TrainParams, load_params
-from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, TRAIN_LOG_DIR
+from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, PROVENANCE, TRAIN_LOG_DIR
 from mnist_dvc.stage import run_stage
 
 
@@ -76,11 +80,14 @@ def train(
 
 
 def main() -> None:
-    params = load_params().train
-    with atomic_outputs(MODEL_JSON, MODEL_WEIGHTS, TRAIN_LOG_DIR) as (json_path, h5_path, logs):
-        model = train(PREPARED_DIR, params, logs)
+    params = load_params()
+    outputs = MODEL_JSON, MODEL_WEIGHTS, PROVENANCE, TRAIN_LOG_DIR
+    with atomic_outputs(*outputs) as (json_path, h5_path, provenance_path, logs):
+        model = train(PREPARED_DIR, params.train, logs)
         write_model(model, json_path, h5_path)
-    print(f"train: wrote {MODEL_JSON}, {MODEL_WEIGHTS} and {TRAIN_LOG_DIR}/")
+        made = provenance_of(h5_path, params.numerics, previous=PROVENANCE)
+        provenance_path.write_text(json.dumps(made, indent=2) + "\n")
+    print(f"train: wrote {MODEL_JSON}, {MODEL_WEIGHTS}, {PROVENANCE} and {TRAIN_LOG_DIR}/")
 
 
 if __name__ == "__main__":

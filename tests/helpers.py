@@ -46,10 +46,13 @@ def small_mnist_arrays(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return images, labels
 
 
-def write_params(path: Path, **train_overrides) -> Path:
-    """The committed params.yaml with some `train` values replaced (quick runs)."""
+def write_params(path: Path, *, numerics: str | None = None, **train_overrides) -> Path:
+    """The committed params.yaml with some `train` values replaced (quick runs), and another
+    `numerics` if given."""
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["train"].update(train_overrides)
+    if numerics is not None:
+        params["numerics"] = numerics
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 

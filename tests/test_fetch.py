@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mnist_dvc import mnist, sources
+from mnist_dvc.digests import file_digest
 from mnist_dvc.idx import read_idx
 from stages.fetch import FetchError, fetch
 from tests.helpers import HANG_S, run_stage_module, serve_mirror, write_sources
@@ -62,7 +63,7 @@ def test_from_keras_npz_layout(real_raw_dir, workdir, tmp_path, monkeypatch):
     npz = tmp_path / "mnist.npz"
     np.savez_compressed(npz, **arrays)
     # Our .npz is not byte-identical to Keras's: pin its digest for this test only.
-    monkeypatch.setattr(mnist, "KERAS_NPZ_SHA256", mnist.sha256_of(npz))
+    monkeypatch.setattr(mnist, "KERAS_NPZ_SHA256", file_digest(npz, "sha256"))
     _run([str(npz)], workdir, tmp_path / "cache")
     _assert_real_files(workdir / "data" / "raw")
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from mnist_dvc import mnist, prepared
+from mnist_dvc.stage import TENSORFLOW_STAGES
 from tests.helpers import sh
 
 pytestmark = pytest.mark.slow
@@ -185,3 +186,25 @@ def test_an_experiment_switches_the_architecture(repro):
     assert [layer["class_name"] for layer in layers].count("MaxPooling2D") == 2
     metrics = json.loads((repo / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.5  # one epoch on 2,000 images: a third of the way
+
+
+def test_the_numerics_setting_marks_the_stages_that_compute_with_tensorflow(repro):
+    repo, _ = repro
+    params = repo / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("numerics: portable", "numerics: native", 1))
+    try:
+        status = json.loads(sh("dvc", "status", "--json", cwd=repo).stdout)
+        marked = {
+            stage
+            for stage, changes in status.items()
+            for change in changes
+            if isinstance(change, dict)
+            and "numerics" in change.get("changed deps", {}).get("params.yaml", {})
+        }
+        assert marked == set(TENSORFLOW_STAGES) == {"train", "evaluate", "export"}
+        diff = sh("dvc", "params", "diff", "--json", cwd=repo).stdout
+        assert json.loads(diff)["params.yaml"]["numerics"] == {"old": "portable", "new": "native"}
+    finally:
+        params.write_text(original)
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout

@@ -25,7 +25,7 @@ def test_card_names_the_files_by_their_md5(tmp_path, committed_params):
     model.write_bytes(b"weights")
     metrics, per_digit = {"accuracy": 0.5, "loss": 1.25}, {str(d): 0.5 for d in range(10)}
     counts = np.ones((10, 10), np.int64)
-    card = model_card(metrics, per_digit, committed_params.train, counts, [model], Release())
+    card = model_card(metrics, per_digit, committed_params.train, counts, [model], Release(), None)
     assert f"| `{model}` | `{hashlib.md5(b'weights').hexdigest()}` | 7 |" in card
     assert "Test accuracy **0.5000**, test loss 1.2500 on the 100 MNIST test images." in card
     assert "| `train.optimizer.learning_rate` | 1.0 |" in card
@@ -33,6 +33,21 @@ def test_card_names_the_files_by_their_md5(tmp_path, committed_params):
     assert "| `train.model.arch` | notebook_cnn |" in card
     assert "| `train.model.dense_units` | 128 |" in card
     assert "mnist_convnet" not in card
+    assert "Not recorded (models/provenance.json is missing)." in card
+
+
+def test_card_says_where_the_model_was_made(tmp_path, committed_params):
+    from mnist_dvc import numerics
+
+    model = tmp_path / "model.h5"
+    model.write_bytes(b"weights")
+    made = numerics.provenance("portable")
+    per_digit = {str(d): 0.5 for d in range(10)}
+    card = model_card({"accuracy": 0.5, "loss": 1.0}, per_digit, committed_params.train,
+                      np.ones((10, 10), np.int64), [model], Release(), made)  # fmt: skip
+    line = card.split("## Where it was made\n\n")[1].splitlines()[0]
+    assert line.startswith(f"numerics portable, {made['cpu']['model']} (")
+    assert f"tensorflow {made['versions']['tensorflow']}" in line
 
 
 def test_damaged_inputs_are_one_line_errors(tmp_path):

@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from mnist_dvc import numerics
 from mnist_dvc.architectures import build_model
 from mnist_dvc.background import ServerDidNotStart, serve_in_background
 from mnist_dvc.batching import Batcher
@@ -67,6 +68,8 @@ def write_project(root: Path) -> Path:
     lock = {"schema": "2.0", "stages": {"train": {"cmd": "python -m stages.train", "outs": outs}}}
     (root / "dvc.lock").write_text(yaml.safe_dump(lock))
     (root / "metrics.json").write_text(json.dumps({"loss": 2.3, "accuracy": 0.1234}))
+    made = {"model_h5_md5": md5(models / "model.h5"), **numerics.provenance("portable")}
+    (models / "provenance.json").write_text(json.dumps(made))
     return models
 
 
@@ -172,6 +175,10 @@ def test_model_card_without_dvc_lock_or_metrics(model_dir, tmp_path):
     assert card["dvc_lock"]["matches"] is None
     assert "no dvc.lock" in card["dvc_lock"]["note"]
     assert card["metrics"]["accuracy"] is None
+    assert card["provenance"]["made"]["model_h5_md5"] == md5(model_dir / "model.h5")
+    assert card["provenance"]["note"].startswith("numerics portable, ")
+    (tmp_path / "models" / "provenance.json").unlink()
+    assert model_card(tmp_path / "models")["provenance"]["note"] == "no provenance recorded"
     assert [f["md5"] for f in card["files"]] == [
         md5(model_dir / "model.json"),
         md5(model_dir / "model.h5"),

@@ -4,13 +4,15 @@ an interruption ends in one line."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
 
 from mnist_dvc.errors import StageError
 from mnist_dvc.stage import environment_problems, run_stage
-from tests.helpers import REPO_ROOT
+from tests.helpers import ENV, REPO_ROOT, run_stage_module
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +70,32 @@ def test_ctrl_c_ends_in_one_line_and_status_130(capsys):
         run_stage("train", interrupted)
     assert exit_.value.code == 130
     assert capsys.readouterr().err == "train: interrupted\n"
+
+
+def test_importing_a_stage_module_changes_nothing_in_the_importer(tmp_path):
+    """Tests and benchmarks import stage modules: that installs no signal handler, checks no
+    lock and chooses no numerics (only `python -m stages.<name>` does)."""
+    code = (
+        "import os, signal, stages.evaluate; "
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+        "'TF_ENABLE_ONEDNN_OPTS' in os.environ)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**ENV, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["True", "False"]
+
+
+def test_a_stage_refuses_bad_params_before_tensorflow_loads(tmp_path):
+    """The one line comes before any of TensorFlow's start-up messages."""
+    (tmp_path / "params.yaml").write_text(
+        (REPO_ROOT / "params.yaml").read_text().replace("numerics: portable", "numerics: fast")
+    )
+    run = run_stage_module("evaluate", tmp_path)
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        "evaluate: error: params.yaml: numerics: input should be 'portable' or 'native' "
+        "(got 'fast')"
+    ]

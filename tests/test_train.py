@@ -30,7 +30,11 @@ def test_train_is_deterministic_to_the_byte(real_prepared_dir, workdir):
 def test_train_writes_the_model_and_the_epoch_logs(real_prepared_dir, workdir):
     run = _quick_run(workdir, real_prepared_dir)
     assert "Epoch 2/2" in run.stdout  # Keras's own progress output stays visible
-    assert sorted(p.name for p in (workdir / "models").iterdir()) == ["model.h5", "model.json"]
+    assert sorted(p.name for p in (workdir / "models").iterdir()) == [
+        "model.h5",
+        "model.json",
+        "provenance.json",
+    ]
     model = keras.models.model_from_json((workdir / MODEL_JSON).read_text())
     model.load_weights(str(workdir / MODEL_WEIGHTS))
     assert model.count_params() == 1_199_882

@@ -1,0 +1,133 @@
+"""Which CPU kernels TensorFlow computes with: the one place that chooses them, and the record
+of where a model was made.
+
+TensorFlow chooses its kernels by CPUID. Its oneDNN ops are on by default only on CPUs that
+report AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (`DefaultOneDnnPolicy` in TensorFlow's
+core/util/port.cc); elsewhere Eigen's kernels run, whose matrix products call oneDNN's sgemm,
+which picks AVX2 or AVX-512 code at run time. Each choice adds up sums in another order, so
+the same seed used to give other bytes on another CPU. The number of intra-op threads changes
+the bytes too (measured: 1, 2 and 4 threads give three different models), the number of
+inter-op threads does not.
+
+params.yaml's `numerics` chooses:
+- `portable` (the default): Eigen's kernels, oneDNN's AVX2 code and two intra-op threads on
+  every x86-64 CPU with AVX2, so that every such machine computes the same bytes. Two threads
+  is what the committed model was made with (a 2-core machine's default).
+- `native`: TensorFlow's own choice for this CPU, with every core: faster, other bytes.
+
+TensorFlow reads these settings when it loads, so `configure` runs before it is imported
+(mnist_dvc/stage.py does this for the stages). Only the standard library is used here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from mnist_dvc.digests import file_digest
+
+Numerics = Literal["portable", "native"]
+
+PORTABLE_INTRA_OP_THREADS = 2
+# What `portable` sets in the environment before TensorFlow loads.
+PORTABLE_ENVIRONMENT = {
+    "TF_ENABLE_ONEDNN_OPTS": "0",  # Eigen's kernels, not oneDNN's ops
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # and oneDNN's sgemm under them in AVX2 code, not AVX-512
+    "TF_NUM_INTRAOP_THREADS": str(PORTABLE_INTRA_OP_THREADS),
+}
+# CPU features that decide TensorFlow's kernels (/proc/cpuinfo's names).
+DECIDING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
+VERSIONS_RECORDED = ("tensorflow", "keras", "numpy")
+
+
+class NumericsError(Exception):
+    """The numerics cannot be chosen any more: TensorFlow was imported first."""
+
+
+def configure(mode: Numerics) -> None:
+    """Choose TensorFlow's kernels for `mode`; must run before TensorFlow is imported."""
+    if "tensorflow" in sys.modules:
+        raise NumericsError("TensorFlow was imported before the numerics were chosen")
+    for name, value in PORTABLE_ENVIRONMENT.items():
+        if mode == "portable":
+            os.environ[name] = value
+        else:  # native: whatever TensorFlow chooses here, whatever the caller's shell had set
+            os.environ.pop(name, None)
+
+
+def cpu() -> dict:
+    """The processor as TensorFlow sees it: architecture, model name, the deciding flags."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:  # not Linux: the model name from platform is what there is
+        pass
+    return {
+        "machine": platform.machine(),
+        "model": model,
+        "flags": [flag for flag in DECIDING_FLAGS if flag in flags],
+    }
+
+
+def provenance(mode: Numerics) -> dict:
+    """Where and how a model is computed: the CPU, the numerics and what they set, the thread
+    counts and the library versions, as the process that called `configure` runs."""
+    cores = os.cpu_count()
+    return {
+        "numerics": mode,
+        "cpu": cpu(),
+        "environment": {name: os.environ.get(name) for name in PORTABLE_ENVIRONMENT},
+        # TensorFlow's default for both is the number of cores
+        "threads": {
+            "cores": cores,
+            "intra_op": int(os.environ.get("TF_NUM_INTRAOP_THREADS") or cores),
+            "inter_op": int(os.environ.get("TF_NUM_INTEROP_THREADS") or cores),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            **{name: metadata.version(name) for name in VERSIONS_RECORDED},
+        },
+    }
+
+
+def provenance_of(weights: Path, mode: Numerics, previous: Path) -> dict:
+    """The provenance of the freshly written `weights`, with their md5. If `previous` (the
+    provenance in place) records these very bytes, it is kept as it is: it names the machine
+    that first made them, and a rerun elsewhere that reproduced them changes no output."""
+    md5 = file_digest(weights)
+    recorded = read_provenance(previous)
+    if recorded is not None and recorded.get("model_h5_md5") == md5:
+        return recorded
+    return {"model_h5_md5": md5, **provenance(mode)}
+
+
+def read_provenance(path: Path) -> dict | None:
+    """The provenance recorded at `path`, or None where there is none (or not a JSON object)."""
+    try:
+        made = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return made if isinstance(made, dict) else None
+
+
+def describe(made: dict) -> str:
+    """A provenance in one line: numerics, CPU, threads, versions."""
+    cpu, threads, versions = made.get("cpu", {}), made.get("threads", {}), made.get("versions", {})
+    return (
+        f"numerics {made.get('numerics')}, {cpu.get('model')} ({cpu.get('machine')}: "
+        f"{' '.join(cpu.get('flags', [])) or 'none of ' + ' '.join(DECIDING_FLAGS)}), "
+        f"{threads.get('intra_op')} intra-op threads on {threads.get('cores')} cores, "
+        + ", ".join(f"{name} {version}" for name, version in versions.items())
+    )

@@ -1,0 +1,92 @@
+"""One numerics path for every x86-64 CPU with AVX2 (mnist_dvc/numerics.py): a small training
+under `portable` gives the reference bytes below on every machine that runs the tests, whatever
+thread count the caller's environment asks for; `native` leaves TensorFlow its own choice."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from mnist_dvc import numerics
+from mnist_dvc.digests import file_digest
+from mnist_dvc.paths import MODEL_WEIGHTS, PROVENANCE
+from tests.helpers import run_stage_module, write_params
+
+# model.h5 after 1 epoch on the first 2,000 training images, seed 42, numerics portable.
+# Made on an AMD EPYC with AVX2, FMA, AVX-512 (F, VNNI, BF16) and AVX_VNNI, 2 cores, on
+# 2026-12-02, where `native` gives 5015c1d9... and 1, 2 and 4 intra-op threads under the
+# portable kernels but unpinned gave e807a2ac..., 402a5bcb... and 00f0fc86...: so portable
+# pins 2 threads. Every machine that runs this test and passes is evidence that the bytes are
+# the CPU's no longer.
+REFERENCE_MD5 = "402a5bcb7eec9aaa66797636fe56b20a"
+SMALL = {"epochs": 1, "train_images": 2000}
+
+
+def train_small(workdir, prepared, numerics_mode="portable", **env):
+    (workdir / "data").mkdir(exist_ok=True)
+    if not (workdir / "data" / "prepared").exists():
+        (workdir / "data" / "prepared").symlink_to(prepared)
+    write_params(workdir / "params.yaml", numerics=numerics_mode, **SMALL)
+    run = run_stage_module("train", workdir, **env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads((workdir / PROVENANCE).read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", ["1", "2", "4"])
+def test_portable_gives_the_reference_bytes_whatever_the_thread_count(
+    real_prepared_dir, workdir, threads
+):
+    made = train_small(workdir, real_prepared_dir, TF_NUM_INTRAOP_THREADS=threads)
+    assert file_digest(workdir / MODEL_WEIGHTS) == REFERENCE_MD5, made["cpu"]
+    assert made["numerics"] == "portable" and made["threads"]["intra_op"] == 2
+    assert made["environment"] == numerics.PORTABLE_ENVIRONMENT
+    assert made["model_h5_md5"] == REFERENCE_MD5
+
+
+@pytest.mark.slow
+def test_native_leaves_tensorflow_its_own_choice(real_prepared_dir, workdir):
+    made = train_small(workdir, real_prepared_dir, "native", TF_ENABLE_ONEDNN_OPTS="0")
+    assert made["numerics"] == "native"
+    assert made["environment"] == dict.fromkeys(numerics.PORTABLE_ENVIRONMENT)  # all unset
+    assert made["model_h5_md5"] == file_digest(workdir / MODEL_WEIGHTS)
+
+
+def test_configure_sets_and_clears_the_environment(monkeypatch):
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    for name in numerics.PORTABLE_ENVIRONMENT:
+        monkeypatch.setenv(name, "from the shell")
+    numerics.configure("portable")
+    assert {name: numerics.os.environ[name] for name in numerics.PORTABLE_ENVIRONMENT} == (
+        numerics.PORTABLE_ENVIRONMENT
+    )
+    numerics.configure("native")
+    assert not set(numerics.PORTABLE_ENVIRONMENT) & set(numerics.os.environ)
+
+
+def test_configure_refuses_once_tensorflow_is_loaded(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    with pytest.raises(numerics.NumericsError, match="imported before"):
+        numerics.configure("portable")
+
+
+def test_provenance_names_the_cpu_and_the_versions():
+    made = numerics.provenance("portable")
+    assert made["cpu"]["machine"] and made["cpu"]["model"]
+    assert set(made["cpu"]["flags"]) <= set(numerics.DECIDING_FLAGS)
+    assert set(made["versions"]) == {"python", "tensorflow", "keras", "numpy"}
+
+
+def test_provenance_is_kept_when_a_rerun_reproduces_the_bytes(tmp_path):
+    weights, previous = tmp_path / "model.h5", tmp_path / "provenance.json"
+    weights.write_bytes(b"weights")
+    first = {"model_h5_md5": file_digest(weights), "cpu": {"model": "the first machine"}}
+    previous.write_text(json.dumps(first))
+    assert numerics.provenance_of(weights, "portable", previous) == first
+    weights.write_bytes(b"other weights")
+    made = numerics.provenance_of(weights, "native", previous)
+    assert made["model_h5_md5"] == file_digest(weights) and made["numerics"] == "native"
+    previous.write_text("not JSON")
+    assert numerics.provenance_of(weights, "native", previous)["numerics"] == "native"
