@@ -8,32 +8,44 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all setup setup-sweep setup-bench bench system-packages repro test lint lock lock-extras clean
+.PHONY: all help check setup setup-dev setup-sweep setup-bench bench system-packages repro verify test lint lock lock-extras clean
 
-all: repro
+all: repro  ## set up the pinned environment and run the whole pipeline (the default)
 
-setup: $(VENV)/.installed build/plots.html
+setup: $(VENV)/.installed build/plots.html  ## the pinned environment in .venv: the stages', the server's and the remotes' locks
 
-# The locked packages, then this project's library (mnist_dvc, editable: stages and console
-# scripts run the checkout's code) without touching the locked versions.
-$(VENV)/.installed: requirements.lock pyproject.toml
+# Locks by role (pyproject.toml): the stages' packages in requirements.lock, the only lock a
+# stage depends on; the server's and the remotes' beside it. `make` installs these three, then
+# this project's library (mnist_dvc, editable: stages and console scripts run the checkout's
+# code) without touching the locked versions. The test tools, Ray and tf-keras come on top.
+APP_LOCKS := requirements.lock requirements-serve.lock requirements-remotes.lock
+PIP := $(VENV)/bin/pip install --quiet --disable-pip-version-check
+
+$(VENV)/.installed: $(APP_LOCKS) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PIP) $(addprefix -r ,$(APP_LOCKS))
+	$(PIP) --no-deps --no-build-isolation -e .
+	touch $@
+
+# pytest, ruff, hypothesis, httpx and playwright, for `make test` and `make check`.
+setup-dev: $(VENV)/.installed-dev  ## add the test tools (requirements-dev.lock)
+
+$(VENV)/.installed-dev: requirements-dev.lock $(VENV)/.installed
+	$(PIP) $(addprefix -r ,$(APP_LOCKS)) -r requirements-dev.lock
 	touch $@
 
 # Ray, for mnist-sweep only (the optional `sweep` extra): the pipeline never imports it.
-setup-sweep: $(VENV)/.installed-sweep
+setup-sweep: $(VENV)/.installed-sweep  ## add Ray for mnist-sweep (requirements-sweep.lock)
 
 $(VENV)/.installed-sweep: requirements-sweep.lock $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-sweep.lock
+	$(PIP) -r requirements.lock -r requirements-sweep.lock
 	touch $@
 
 # tf-keras (Keras 2 for this TensorFlow), for the benchmark's notebook anchor only.
-setup-bench: $(VENV)/.installed-bench
+setup-bench: $(VENV)/.installed-bench  ## add tf-keras for the benchmark (requirements-bench.lock)
 
 $(VENV)/.installed-bench: requirements-bench.lock $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-bench.lock
+	$(PIP) -r requirements.lock -r requirements-bench.lock
 	touch $@
 
 # The page template that lets `dvc plots` draw offline (Vega libraries from npm, inlined).
@@ -42,43 +54,59 @@ build/plots.html: package-lock.json scripts/build_plots_template.py | $(VENV)/.i
 	$(VENV)/bin/python scripts/build_plots_template.py node_modules $@
 
 # Debian packages for the servers and the browser the tests use (root; CI runs it too).
-system-packages:
+system-packages:  ## Debian packages for the test servers and the browser (root)
 	scripts/install-system-packages
 
-repro: setup
+# The run ends with the verdict against the committed results; it informs and fails nothing.
+repro: setup  ## dvc repro, the metrics, and the verdict against the committed results
 	dvc repro
 	dvc metrics show
+	@mnist-verify || true
 
-lint: setup
+# Do the work tree's results (after `make` or `dvc repro`) reproduce the committed ones?
+# identical, equivalent (and what was made differently) or different; see mnist_dvc/verify.py.
+verify: setup  ## identical, equivalent or different: the work tree's results against HEAD's
+	mnist-verify
+
+lint: setup-dev  ## ruff check and ruff format --check
 	ruff check .
 	ruff format --check .
 
-test: lint setup-sweep setup-bench
+test: lint setup-sweep setup-bench  ## lint and every test (what CI runs)
 	pytest --durations=25
 
-# Speed against the notebook and the machine's limit (README, "Performance"). SEEDS=1 runs only
-# the 12-epoch seed study and adds it to benchmarks/bench.json (about 100 minutes here); FULL=1
-# runs both, and 12 epochs of mixed_bfloat16 (hours on a CPU without bf16 instructions).
-bench: setup-bench
-	dvc repro preprocess
-	python scripts/bench.py$(if $(SEEDS), --seeds)$(if $(FULL), --full)
+# The fast loop: lint, then every test not marked slow.
+check: lint  ## lint and the fast loop (pytest -m 'not slow')
+	pytest -m "not slow"
 
-# Re-resolve the direct dependencies in pyproject.toml to exact versions of everything.
-lock:
+help:  ## this list
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' Makefile
+
+# Speed against the notebook and the machine's limit (README, "Performance"). SEEDS=1 runs only
+# the 12-epoch seed study and adds it to benchmarks/bench.json (about 100 minutes here);
+# NUMERICS=1 only the portable-against-native study (about 10 minutes); FULL=1 runs all, and 12
+# epochs of mixed_bfloat16 (hours on a CPU without bf16 instructions).
+bench: setup-bench  ## speed and accuracy against the notebook (SEEDS=1, NUMERICS=1, FULL=1)
+	dvc repro preprocess
+	python scripts/bench.py$(if $(SEEDS), --seeds)$(if $(NUMERICS), --numerics-only)$(if $(FULL), --full)
+
+# Re-resolve the stages' direct dependencies in pyproject.toml to exact versions of everything
+# (requirements.lock, its comment lines kept), then each extra's lock on top of it.
+lock:  ## re-resolve every lock from pyproject.toml
 	rm -rf /tmp/mnist-dvc-lock && $(PYTHON) -m venv /tmp/mnist-dvc-lock
 	$(PYTHON) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-	    print('\n'.join(p['dependencies'] + p['optional-dependencies']['dev']))" > /tmp/mnist-dvc-lock/in.txt
+	    print('\n'.join(p['dependencies']))" > /tmp/mnist-dvc-lock/in.txt
 	/tmp/mnist-dvc-lock/bin/pip install --quiet -r /tmp/mnist-dvc-lock/in.txt
-	{ echo "# Exact versions of every package, for Python 3.11 on Linux x86_64."; \
-	  echo "# Regenerate with: make lock"; \
-	  /tmp/mnist-dvc-lock/bin/pip freeze --exclude-editable; } > requirements.lock
+	{ grep '^#' requirements.lock; \
+	  /tmp/mnist-dvc-lock/bin/pip freeze --exclude-editable; } > /tmp/mnist-dvc-lock/lock
+	mv /tmp/mnist-dvc-lock/lock requirements.lock
 	$(MAKE) lock-extras
 
 # Each optional group's lock: what installing it on top of requirements.lock adds, in a venv of
 # its own (pip refuses if the group needs other versions of locked packages). The lock's own
 # comment lines are kept.
-EXTRAS := sweep bench
-lock-extras:
+EXTRAS := serve remotes dev sweep bench
+lock-extras:  ## re-resolve only the extras' locks
 	for extra in $(EXTRAS); do \
 	  venv=/tmp/mnist-dvc-lock-$$extra && rm -rf $$venv && $(PYTHON) -m venv $$venv && \
 	  $(PYTHON) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
@@ -89,23 +117,23 @@ lock-extras:
 	  } > $$venv/lock && mv $$venv/lock requirements-$$extra.lock || exit 1; \
 	done
 
-clean:
+clean:  ## remove .venv, node_modules and build/
 	rm -rf $(VENV) node_modules build
 
 # The model registry (README.md, "Model versions and stages"); run `make setup` first.
 # Tag HEAD as a version of mnist-cnn, optionally with a stage (dev, staging, prod); refused
 # unless git and `dvc status` are clean and the model is in the default DVC remote.
 .PHONY: release promote publish
-release:
+release:  ## register HEAD as VERSION of mnist-cnn [STAGE=prod]
 	$(if $(VERSION),,$(error usage: make release VERSION=v1.2.0 [STAGE=prod]))
 	python -m mnist_dvc.release register '$(VERSION)'$(if $(STAGE), --stage '$(STAGE)')
 
 # Move a stage to a registered version (also back to an older one).
-promote:
+promote:  ## move STAGE to the registered VERSION
 	$(if $(and $(VERSION),$(STAGE)),,$(error usage: make promote VERSION=v1.2.0 STAGE=prod))
 	python -m mnist_dvc.release promote '$(VERSION)' '$(STAGE)'
 
 # Copy the local-folder remote's new files to a folder a static web server serves read-only.
-publish:
+publish:  ## copy the local remote's new files to DEST, for a static web server
 	$(if $(DEST),,$(error usage: make publish DEST=/var/www/mnist-dvc [REMOTE=local]))
 	python -m mnist_dvc.release publish '$(DEST)'$(if $(REMOTE), --remote '$(REMOTE)')

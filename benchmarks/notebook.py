@@ -2,7 +2,7 @@
 the two anchors `make bench` runs beside the project's train stage.
 
     python benchmarks/notebook.py --keras tf_keras --seed 1 [--train-images N] [--epochs E]
-                                  [--loss keras-2.2]
+                                  [--loss keras-2.2] [--numerics portable]
 
 The cell is the notebook's (../shared/seed), as written: no DVCLive, no atomic writes, no
 params validation. Only what cannot run as written changes: MNIST comes from data/raw (the
@@ -13,6 +13,8 @@ whose default was 1.0; tf-keras (Keras 2.3 and later) and Keras 3 default to 0.0
 this model barely learns in 12 epochs.
 `--loss keras-2.2` computes the loss as the notebook's Keras 2.2 did (see `keras22_crossentropy`)
 instead of as tf-keras and Keras 3 do today: a difference the seed study could not rule out.
+`--numerics portable` runs it on the project's portable kernels (mnist_dvc/numerics.py) instead
+of TensorFlow's own choice for this CPU, what a user of the notebook gets.
 Prints one line `BENCH {json}`: seconds per epoch, test loss and accuracy.
 """
 
@@ -23,8 +25,10 @@ import importlib
 import json
 import time
 from pathlib import Path
+from typing import get_args
 
-from mnist_dvc import mnist
+from mnist_dvc import mnist, numerics
+from mnist_dvc.numerics import Numerics
 from mnist_dvc.paths import RAW_DIR
 
 
@@ -53,7 +57,9 @@ def main() -> None:
         default="today",
         help="keras-2.2: the probabilities clipped before the log, as the notebook computed it",
     )
+    parse.add_argument("--numerics", choices=get_args(Numerics), default="native")
     args = parse.parse_args()
+    numerics.configure(args.numerics)  # before TensorFlow loads
 
     keras = importlib.import_module("tf_keras" if args.keras == "tf_keras" else "keras")
     keras.utils.set_random_seed(args.seed)

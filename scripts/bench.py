@@ -302,8 +302,19 @@ def worker(kind: str, *options: str, **env: str) -> dict:
     return run([*WORKER, "--worker", kind, *options], **env)
 
 
-def training_run(kind: str, seed: int, train_images: int, epochs: int, precision="float32"):
+def training_run(
+    kind: str,
+    seed: int,
+    train_images: int,
+    epochs: int,
+    precision="float32",
+    numerics_mode: str | None = None,
+):
+    """One training in a fresh process: the project's train stage code (under params.yaml's
+    numerics unless told), or the notebook (under TensorFlow's own kernels unless told)."""
     common = ["--seed", str(seed), "--train-images", str(train_images), "--epochs", str(epochs)]
+    if numerics_mode:
+        common += ["--numerics", numerics_mode]
     if kind == "project":
         return worker("train", *common, "--precision", precision)
     print(f"bench: notebook on {kind} {' '.join(common)}", flush=True)
@@ -426,6 +437,37 @@ def summary(seeds: tuple[int, ...], runs: list[dict]) -> dict:
     }
 
 
+# The portable numerics' cost: the project and the notebook on tf-keras, each under both.
+NUMERICS_RUNS = {
+    "project, portable": ("project", "portable"),
+    "project, native": ("project", "native"),
+    "notebook on tf-keras, native": ("tf-keras", "native"),
+    "notebook on tf-keras, portable": ("tf-keras", "portable"),
+}
+NUMERICS_ROUNDS = 2
+
+
+def numerics_study() -> dict:
+    """Training throughput under each numerics, in turns over NUMERICS_ROUNDS rounds so that a
+    change in the machine's load falls on every kind alike; the median round of each."""
+    n, epochs = QUICK["train_images"], QUICK["epochs"]
+    rounds: dict[str, list[dict]] = {name: [] for name in NUMERICS_RUNS}
+    for _ in range(NUMERICS_ROUNDS):
+        for name, (kind, mode) in NUMERICS_RUNS.items():
+            rounds[name].append(steady(training_run(kind, 42, n, epochs, numerics_mode=mode), n))
+    base = statistics.median(r["images_per_s"] for r in rounds["notebook on tf-keras, native"])
+    study = {}
+    for name, done in rounds.items():
+        rate = statistics.median(r["images_per_s"] for r in done)
+        study[name] = {
+            "images_per_s": rate,
+            "each_round": [r["images_per_s"] for r in done],
+            "vs_notebook_native": rate / base,
+            "accuracy": done[0]["accuracy"],
+        }
+    return study
+
+
 def speed_study() -> dict:
     results: dict = {}
     matmul = worker("matmul")
@@ -438,12 +480,15 @@ def speed_study() -> dict:
             "threads",
             "--train-images",
             "7500",
+            "--numerics",
+            "native",  # portable pins the threads
             TF_NUM_INTRAOP_THREADS=str(threads),
             OMP_NUM_THREADS=str(threads),
         )["images_per_s"]
         for threads in (1, 2)
     }
     results["profile"] = worker("profile", "--train-images", "3840")
+    results["numerics"] = numerics_study()
     results["stages"] = stage_timings()
     # The train stage's 12 epochs, each one epoch on all images and a validation pass.
     epoch_60000 = results["scaling"]["epoch_s"]["60000"] + results["scaling"]["validation_s"]
@@ -461,6 +506,23 @@ def speed_study() -> dict:
         "share": other / pipeline,
     }
     return results
+
+
+def numerics_report(study: dict) -> list[str]:
+    n, e = QUICK["train_images"], QUICK["epochs"]
+    lines = [
+        f"numerics ({n} images x {e} epochs, median of {NUMERICS_ROUNDS} rounds in turns)",
+        f"{'run':32} {'images/s':>9} {'vs notebook, native':>20} {'each round':>16}",
+    ]
+    for name, row in study.items():
+        rounds = " ".join(f"{rate:.0f}" for rate in row["each_round"])
+        lines.append(
+            f"{name:32} {row['images_per_s']:9.0f} {row['vs_notebook_native']:20.2f} {rounds:>16}"
+        )
+    portable, native = study["project, portable"], study["project, native"]
+    cost = 1 - portable["images_per_s"] / native["images_per_s"]
+    lines.append(f"the portable path costs the project {cost:.0%} of native's speed here")
+    return lines
 
 
 def report(results: dict) -> str:
@@ -487,6 +549,9 @@ def report(results: dict) -> str:
             f"{row['gflop_s']:8.1f} {row['of_fp32_peak']:8.0%} "
             f"{row['peak_rss_mb']:7.0f}"
         )
+    if "numerics" in results:
+        lines.append("")
+        lines.extend(numerics_report(results["numerics"]))
     lines.append("")
     lines.append(
         "scaling (one epoch, no validation): "
@@ -497,7 +562,8 @@ def report(results: dict) -> str:
     )
     threads = results["intra_op_threads"]
     lines.append(
-        "intra-op threads: " + ", ".join(f"{t}: {r:.0f} images/s" for t, r in threads.items())
+        "intra-op threads (native kernels): "
+        + ", ".join(f"{t}: {r:.0f} images/s" for t, r in threads.items())
     )
     prof = results["profile"]
     lines.append(
@@ -554,6 +620,11 @@ def main() -> None:
     which.add_argument(
         "--full", action="store_true", help="add the seed study and 12 epochs of mixed_bfloat16"
     )
+    which.add_argument(
+        "--numerics-only",
+        action="store_true",
+        help="only the portable-against-native study, added to --out",
+    )
     parse.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "bench.json")
     parse.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parse.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
@@ -563,14 +634,22 @@ def main() -> None:
     parse.add_argument("--epochs", type=int, default=QUICK["epochs"], help=argparse.SUPPRESS)
     parse.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parse.add_argument("--data", type=Path, default=PREPARED, help=argparse.SUPPRESS)
+    parse.add_argument("--numerics", help=argparse.SUPPRESS)
     args = parse.parse_args()
     if args.worker:
+        # Before TensorFlow loads: the train stage's own numerics unless the driver says.
+        from mnist_dvc import numerics
+        from mnist_dvc.params import load_params
+
+        numerics.configure(args.numerics or load_params(ROOT / "params.yaml").numerics)
         print("BENCH " + json.dumps(WORKERS[args.worker](args)), flush=True)
         return
     if not (PREPARED / "x_train.npy").exists():
         sys.exit("bench: no data/prepared: run `dvc repro preprocess` (or `dvc pull`) first")
-    status = subprocess.run([sys.executable, "-m", "dvc", "status", "-q"], cwd=ROOT)
-    if status.returncode != 0:  # the stage timings need HEAD's outputs in the DVC cache
+    alone = args.seeds or args.numerics_only  # one study, beside an earlier run's figures
+    dvc_status = [sys.executable, "-m", "dvc", "status", "-q"]
+    status = None if alone else subprocess.run(dvc_status, cwd=ROOT)
+    if status and status.returncode != 0:  # the stage timings need HEAD's outputs in the cache
         sys.exit(
             "bench: the pipeline is not up to date (`dvc status`): run `dvc repro` (or "
             "`dvc pull`) and commit, then bench"
@@ -581,12 +660,15 @@ def main() -> None:
         "processor": platform.processor(),
         "load_average_at_start": os.getloadavg(),
     }
-    if args.seeds:  # the slow part alone, beside the speed figures of an earlier run
+    if alone:
         if not args.out.exists():
-            sys.exit(f"bench: --seeds adds to {args.out}: run `make bench` first")
+            sys.exit(
+                f"bench: --seeds and --numerics-only add to {args.out}: run `make bench` first"
+            )
         results = json.loads(args.out.read_text())
-        results["seeds"] = seed_study()
-        results["seeds_run"] = {
+        study = "seeds" if args.seeds else "numerics"
+        results[study] = seed_study() if args.seeds else numerics_study()
+        results[f"{study}_run"] = {
             **machine,
             "load_average_at_end": os.getloadavg(),
             "wall_s": time.perf_counter() - started,

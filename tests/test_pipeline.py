@@ -152,10 +152,14 @@ def stages_with_changed_dep(repo, path: str) -> set[str]:
          {"fetch", "preprocess", "train", "evaluate", "report", "export"}),
         ("mnist_dvc/architectures/mnist_convnet.py", "    data_format = ", "    data_format=",
          {"train"}),
-        # The package versions: every stage whose results they can change (fetch's are pinned
-        # by their digests).
+        # The stages' package versions: every stage whose results they can change (fetch's
+        # are pinned by their digests). The other roles' locks are no stage's dependency.
         ("requirements.lock", "numpy==", "numpy===",
          {"preprocess", "train", "evaluate", "report", "export"}),
+        ("requirements.lock", "tensorflow==", "tensorflow===",
+         {"preprocess", "train", "evaluate", "report", "export"}),
+        ("requirements-serve.lock", "uvicorn==", "uvicorn===", set()),
+        ("requirements-dev.lock", "pytest==", "pytest===", set()),
     ],
 )  # fmt: skip
 def test_dvc_status_reports_a_change_for_exactly_the_stages_that_run_it(
@@ -168,6 +172,8 @@ def test_dvc_status_reports_a_change_for_exactly_the_stages_that_run_it(
     file.write_text(original.replace(old, new, 1))
     try:
         assert stages_with_changed_dep(repo, path) == expected
+        if not expected:  # no stage depends on it: the whole pipeline stays up to date
+            assert "up to date" in sh("dvc", "status", cwd=repo).stdout
     finally:
         file.write_text(original)
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
