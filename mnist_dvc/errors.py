@@ -1,4 +1,13 @@
-"""The errors a user can cause, and the one way an exception becomes one line of text."""
+"""The project's errors, and the one way an exception becomes one line of text.
+
+Every error the project raises on purpose is a ProjectError whose message is the one line a
+user reads: what is wrong, naming the file, the dotted params key or the value, and what to do.
+
+    ProjectError
+    ├── StageError     bad input to a stage: a file, a parameter or a source
+    │   └── ExportError  an export that does not compute what the Keras model computes
+    └── ToolError      a console script's refusal (mnist-release, mnist-sweep, mnist-verify...)
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,20 @@ import os
 import re
 
 
-class StageError(Exception):
+class ProjectError(Exception):
+    """Something this project refuses or cannot do; str() is the one line to show."""
+
+
+class ToolError(ProjectError):
+    """A console script refuses: bad arguments, or a repository or server not fit for it."""
+
+
+class StageError(ProjectError):
     """Bad input: a file, a parameter or a source. The message names it and says what is wrong."""
+
+
+class ExportError(StageError):
+    """An export does not compute what the Keras model computes, or cannot be made stable."""
 
 
 MAX_REASON = 200  # Keras's messages can quote a whole model config in their first line

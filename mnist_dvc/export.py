@@ -2,40 +2,72 @@
 ONNX file (onnxruntime, and the many runtimes that read ONNX), with a check that both give
 Keras's answers.
 
-Both are exported from the loaded model.json + model.h5 by Keras's own `model.export`. Their
-bytes are not reproducible (TensorFlow and tf2onnx name graph nodes afresh on every export),
-so what is checked is what they compute: on the whole test set, probabilities within
-PARITY_TOLERANCE of Keras's and the same predicted digits.
+Both are exported from the loaded model.json + model.h5 by Keras's own export code, and the same
+model gives the same bytes in every run, file by file, so that dvc.lock changes only when the
+model does. Left to themselves TensorFlow and tf2onnx write a few things that depend on the
+process rather than the model: mnist_dvc/saved_model_bytes.py and mnist_dvc/onnx_bytes.py say
+what and pin it. Python's hash seed is not the cause: two runs with PYTHONHASHSEED=0 wrote
+different ONNX files before these fixes, and the fixes need no fixed seed. The bytes do depend
+on the model object: the same files loaded twice in one process get other Keras names for the
+seed generators (`seed_generator_2`) unless `keras.backend.clear_session()` runs first, as it
+does in effect in every new process.
+
+What they compute is checked too: on the whole test set, probabilities within PARITY_TOLERANCE of
+Keras's and the same predicted digits.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
+import onnx
 import onnxruntime
 import tensorflow as tf
 
-from mnist_dvc.errors import StageError
+# The input signature `model.export` itself derives from the model (Keras has no public name for
+# it): the same one here keeps the exports what `model.export` writes.
+from keras.src.export.export_utils import get_input_signature
+
+# TensorFlow's own writer of fingerprint.pb, the one tf.saved_model.save calls (not public).
+from tensorflow.python.saved_model.fingerprinting_utils import write_fingerprint
+
+from mnist_dvc import onnx_bytes, saved_model_bytes
+from mnist_dvc.errors import ExportError
 
 PARITY_TOLERANCE = 1e-5  # the largest difference in any probability that counts as the same
 SERVING_SIGNATURE = "serving_default"  # what TF Serving calls by default
+SERVING_ENDPOINT = "serve"  # the endpoint `model.export` writes; serving_default is its alias
 
 Runner = Callable[[np.ndarray], np.ndarray]  # images (N, ...) float32 -> probabilities (N, 10)
 
-
-class ExportError(StageError):
-    """An export does not compute what the Keras model computes."""
+__all__ = ["ExportError"]  # raised here, defined with the project's other errors
 
 
 def export_saved_model(model: keras.Model, path: Path) -> None:
-    model.export(str(path), format="tf_saved_model", verbose=False)
+    """What `model.export(path, format="tf_saved_model")` writes, with the same bytes every
+    time for the same model (the module's docstring says what is pinned)."""
+    archive = keras.export.ExportArchive()
+    serve = archive.track_and_add_endpoint(SERVING_ENDPOINT, model, get_input_signature(model))
+    traced = serve.get_concrete_function()
+    traced.set_variables(saved_model_bytes.sorted_variables(model, traced.variables))
+    with saved_model_bytes.pinned_seed_states(model):
+        archive.write_out(str(path), verbose=False)
+    if saved_model_bytes.renumber_saved_model(path / saved_model_bytes.SAVED_MODEL_FILE):
+        write_fingerprint(str(path))  # of the rewritten saved_model.pb
+    saved_model_bytes.pin_fingerprint_uuid(path / saved_model_bytes.FINGERPRINT_FILE)
 
 
 def export_onnx(model: keras.Model, path: Path) -> None:
-    model.export(str(path), format="onnx", verbose=False)
+    """What `model.export(path, format="onnx")` writes, in canonical form (`canonical_onnx`)."""
+    model.export(
+        str(path), format="onnx", input_signature=get_input_signature(model), verbose=False
+    )
+    exported = onnx_bytes.canonical_onnx(onnx.load(str(path)))
+    path.write_bytes(exported.SerializeToString(deterministic=True))
 
 
 def keras_runner(model: keras.Model) -> Runner:
@@ -70,7 +102,13 @@ def parity(expected: np.ndarray, actual: np.ndarray) -> dict:
 
 
 def check_parity(name: str, path: Path, found: dict) -> None:
-    if found["max_abs_difference"] > PARITY_TOLERANCE or not found["digits_identical"]:
+    difference = found["max_abs_difference"]
+    if not math.isfinite(difference):  # NaN compares as "not too large": say it
+        raise ExportError(
+            f"{path}: the {name} export or the Keras model computes numbers that are not "
+            "finite: the model cannot be exported (retrain it: `dvc repro train`)"
+        )
+    if difference > PARITY_TOLERANCE or not found["digits_identical"]:
         raise ExportError(
             f"{path}: the {name} export differs from the Keras model: largest probability "
             f"difference {found['max_abs_difference']:.2e} (allowed {PARITY_TOLERANCE:.0e}), "

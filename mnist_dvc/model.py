@@ -6,6 +6,7 @@ themselves are in mnist_dvc/architectures/.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import h5py
@@ -34,6 +35,28 @@ def compile_model(model: keras.Model, p: OptimizerParams) -> None:
     optimizer_class = getattr(keras.optimizers, OPTIMIZERS[p.name])
     optimizer = optimizer_class(learning_rate=p.learning_rate, rho=p.rho, epsilon=p.epsilon)
     model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+
+
+class TrainingDiverged(StageError):
+    """The loss stopped being a finite number: the weights are garbage from there on."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Ends `fit` at the first batch whose loss is NaN or infinite, with the one line that says
+    where and what to change, instead of training on to a model that predicts nothing (Keras's
+    own TerminateOnNaN stops quietly, and the stage would then save that model)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            became = "NaN" if math.isnan(loss) else "infinite"
+            raise TrainingDiverged(
+                f"the loss became {became} at epoch {self.epoch}, batch {batch + 1}: lower "
+                "train.optimizer.learning_rate"
+            )
 
 
 def save_model(model: keras.Model, json_path: Path, weights_path: Path) -> None:
@@ -101,5 +124,13 @@ def _model_from_json(json_path: Path) -> keras.Model:
         raise refuse(
             f"a model from {shape_in} to {shape_out}, not from a 28x28 image to "
             f"{mnist.NUM_CLASSES} digit probabilities"
+        )
+    last = model.layers[-1] if model.layers else None
+    if getattr(getattr(last, "activation", None), "__name__", None) != "softmax" and not (
+        isinstance(last, keras.layers.Softmax)
+    ):
+        raise refuse(
+            f"its last layer ({type(last).__name__}) does not end in a softmax: its outputs "
+            "are not digit probabilities"
         )
     return model

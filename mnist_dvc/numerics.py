@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from mnist_dvc.digests import file_digest
+from mnist_dvc.errors import ProjectError
 
 Numerics = Literal["portable", "native"]
 
@@ -45,7 +46,7 @@ DECIDING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_b
 VERSIONS_RECORDED = ("tensorflow", "keras", "numpy")
 
 
-class NumericsError(Exception):
+class NumericsError(ProjectError):
     """The numerics cannot be chosen any more: TensorFlow was imported first."""
 
 

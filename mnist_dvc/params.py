@@ -29,8 +29,9 @@ class ParamsError(StageError):
 
 
 class _Section(BaseModel):
-    # strict: "12" is not 12 and 12.0 is not 12; forbid: a typo is an error, not a default.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    # strict: "12" is not 12 and 12.0 is not 12; forbid: a typo is an error, not a default;
+    # no NaN or infinity (`.inf`, or `1.0e+400`, which YAML reads as one) in any number.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]

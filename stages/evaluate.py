@@ -8,13 +8,13 @@ draws the confusion matrix.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from mnist_dvc import mnist, prepared
+from mnist_dvc import mnist, prepared, strict_json
 from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.errors import StageError
 from mnist_dvc.model import load_model
 from mnist_dvc.params import load_params
 from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PER_DIGIT, PREDICTIONS, PREPARED_DIR
@@ -43,8 +43,8 @@ def write_outputs(
 ) -> None:
     rows = "".join(f"{a},{p}\n" for a, p in zip(labels, predicted, strict=True))
     with atomic_outputs(METRICS, PER_DIGIT, PREDICTIONS) as (metrics_file, digits_file, csv_file):
-        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
-        digits_file.write_text(json.dumps(per_digit, indent=2) + "\n")
+        metrics_file.write_text(strict_json.dumps(metrics, str(METRICS)))
+        digits_file.write_text(strict_json.dumps(per_digit, str(PER_DIGIT)))
         csv_file.write_text("actual,predicted\n" + rows)
 
 
@@ -55,6 +55,12 @@ def evaluate(
     model = load_model(json_path, weights_path)
     x_test, y_test = prepared.load_split(prepared_dir, "test")
     probabilities = model.predict(x_test, batch_size=batch_size, verbose=0)
+    broken = ~np.isfinite(probabilities).all(axis=1)
+    if broken.any():
+        raise StageError(
+            f"{weights_path}: the model's outputs are not finite numbers on {broken.sum()} of "
+            f"{len(x_test)} test images: it cannot be scored (retrain it: `dvc repro train`)"
+        )
     labels = y_test.astype(np.int64)
     return *score(probabilities, labels), labels, probabilities.argmax(axis=1)
 

@@ -5,10 +5,9 @@ the Keras model; the check's numbers go to reports/exports.json.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from mnist_dvc import prepared
+from mnist_dvc import prepared, strict_json
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.export import (
     check_parity,
@@ -47,7 +46,9 @@ def export(json_path: Path, weights_path: Path, prepared_dir: Path) -> None:
         }
         check_parity("SavedModel", SAVED_MODEL_DIR, found["saved_model"])
         check_parity("ONNX", MODEL_ONNX, found["onnx"])
-        report.write_text(json.dumps({"test_images": len(x_test), **found}, indent=2) + "\n")
+        report.write_text(
+            strict_json.dumps({"test_images": len(x_test), **found}, str(EXPORT_REPORT))
+        )
     for name, numbers in found.items():
         print(f"export: {name}: largest difference {numbers['max_abs_difference']:.1e}, "
               f"digits identical on {len(x_test)} test images")  # fmt: skip

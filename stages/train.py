@@ -11,7 +11,6 @@ the logs replace the previous ones together, only when training has finished.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,10 +20,10 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from mnist_dvc import mnist, prepared
+from mnist_dvc import mnist, prepared, strict_json
 from mnist_dvc.architectures import build_model
 from mnist_dvc.atomic import atomic_outputs
-from mnist_dvc.model import compile_model, write_model
+from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, write_model
 from mnist_dvc.numerics import provenance_of
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, PROVENANCE, TRAIN_LOG_DIR
@@ -48,7 +47,7 @@ def train(
         compile_model(model, p.optimizer)
         model.summary()
 
-        callbacks = list(callbacks)
+        callbacks = [StopOnNonFiniteLoss(), *callbacks]
         if log_dir is not None:
             live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
             callbacks.append(DVCLiveCallback(live=live))
@@ -86,7 +85,7 @@ def main() -> None:
         model = train(PREPARED_DIR, params.train, logs)
         write_model(model, json_path, h5_path)
         made = provenance_of(h5_path, params.numerics, previous=PROVENANCE)
-        provenance_path.write_text(json.dumps(made, indent=2) + "\n")
+        provenance_path.write_text(strict_json.dumps(made, str(PROVENANCE)))
     print(f"train: wrote {MODEL_JSON}, {MODEL_WEIGHTS}, {PROVENANCE} and {TRAIN_LOG_DIR}/")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -102,6 +103,14 @@ def last_line(run: subprocess.CompletedProcess) -> str:
         ("params.yaml", "train.epochs", 0, "train", "train.epochs: input should be greater"),
         ("params.yaml", "train.batch_size", 0, "train", "train.batch_size"),
         ("params.yaml", "evaluate.batch_size", 0, "evaluate", "evaluate.batch_size"),
+        (
+            "params.yaml",
+            "train.optimizer.learning_rate",
+            float("inf"),
+            "train",
+            "train.optimizer.learning_rate: input should be a finite number (got inf)",
+        ),
+        ("params.yaml", "numerics", "fast", "train", "numerics: input should be 'portable'"),
         ("sources.yaml", "timeout_s", -1, "fetch", "timeout_s: input should be greater"),
     ],
 )
@@ -111,8 +120,12 @@ def test_a_refused_value_in_each_section_loses_nothing(
     edit_yaml(repo / file, dotted, value)
     run = sh("dvc", "repro", cwd=repo, check=False)
     assert run.returncode != 0
-    assert f"{stage}: error: {file}: {message}" in run.stderr, run.stderr[-2000:]
+    # params.yaml is checked as a whole first (stages/check_params.py), in the stage's words
+    refusing = "check_params" if file == "params.yaml" else stage
+    assert f"{refusing}: error: {file}: {message}" in run.stderr, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
+    # the one line only: refused before TensorFlow loads and prints its start-up messages
+    assert not [line for line in run.stderr.splitlines() if "cuda" in line.lower()]
     assert_nothing_lost(repo, baseline)
     status = sh("dvc", "status", cwd=repo).stdout
     assert f"{stage}:" in status, status  # the truth: the settings changed, the outputs did not
@@ -120,10 +133,58 @@ def test_a_refused_value_in_each_section_loses_nothing(
     assert_status_up_to_date(repo)
 
 
+@pytest.mark.parametrize(
+    ("dotted", "value", "message"),
+    [
+        # DVC compares values, and True == 1 == 1.0 (the quick run's epochs is 1): its params
+        # diff is empty for these two, and a key no stage lists is never compared.
+        ("train.epochs", True, "train.epochs: input should be a valid integer (got True)"),
+        ("train.epochs", 1.0, "train.epochs: input should be a valid integer (got 1.0)"),
+        ("tarin", {"epochs": 3}, "tarin: unknown key"),
+    ],
+)
+def test_a_value_dvc_cannot_see_is_refused_all_the_same(repo, baseline, dotted, value, message):
+    edit_yaml(repo / "params.yaml", dotted, value)
+    run = sh("dvc", "repro", cwd=repo, check=False)
+    assert run.returncode != 0
+    assert f"check_params: error: params.yaml: {message}" in run.stderr, run.stderr[-2000:]
+    assert "check_params:" in sh("dvc", "status", cwd=repo).stdout  # never "up to date"
+    assert_nothing_lost(repo, baseline)
+
+
+def test_a_comment_in_params_yaml_reruns_only_the_check(repo, baseline):
+    params = repo / "params.yaml"
+    params.write_text("# a comment, and the file reformatted\n" + params.read_text() + "\n\n")
+    run = sh("dvc", "repro", cwd=repo)
+    assert "Running stage 'check_params'" in run.stdout
+    assert run.stdout.count("Running stage") == 1, run.stdout
+    assert_nothing_lost(repo, baseline)
+
+
+def test_a_diverging_training_stops_in_one_line_and_loses_nothing(repo, baseline):
+    """A finite but far too large learning rate: the loss becomes NaN within the first epoch."""
+    edit_yaml(repo / "params.yaml", "train.optimizer.learning_rate", 1.0e30)
+    run = sh("dvc", "repro", cwd=repo, check=False)
+    assert run.returncode != 0
+    errors = [line for line in run.stderr.splitlines() if line.startswith("train: error:")]
+    assert len(errors) == 1, run.stderr[-2000:]
+    assert re.fullmatch(
+        r"train: error: the loss became (NaN|infinite) at epoch 1, batch \d+: lower "
+        r"train\.optimizer\.learning_rate",
+        errors[0],
+    )
+    assert "Traceback" not in run.stderr
+    assert_nothing_lost(repo, baseline)
+
+
 def test_a_refused_experiment_loses_nothing(repo, baseline):
     run = sh("dvc", "exp", "run", "-S", "train.epochs=0", cwd=repo, check=False)
     assert run.returncode != 0
-    assert "train: error: params.yaml: train.epochs: input should be greater" in run.stderr
+    assert re.search(
+        r"^(check_params|train): error: params.yaml: train.epochs: input should be greater",
+        run.stderr,
+        re.MULTILINE,
+    ), run.stderr[-2000:]
     assert_nothing_lost(repo, baseline)
 
 

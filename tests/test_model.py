@@ -184,3 +184,13 @@ def test_evaluate_is_one_line_about_a_nested_model_json(tmp_path):
     assert run.stderr.strip().splitlines()[-1] == (
         "evaluate: error: models/model.json: cannot read a model from it: JSON nested too deeply"
     )
+
+
+def test_a_model_whose_outputs_are_not_probabilities_is_refused(model, tmp_path):
+    """A linear last layer gives scores of any size; shown as a "probability" they mislead."""
+    config = json.loads(model.to_json())
+    config["config"]["layers"][-1]["config"]["activation"] = "linear"
+    message = refusal(tmp_path / "model.json", json.dumps(config), tmp_path / "model.h5")
+    assert message.endswith(
+        "its last layer (Dense) does not end in a softmax: its outputs are not digit probabilities"
+    )
