@@ -120,20 +120,26 @@ lock-extras:  ## re-resolve only the extras' locks
 clean:  ## remove .venv, node_modules and build/
 	rm -rf $(VENV) node_modules build
 
-# The model registry (README.md, "Model versions and stages"); run `make setup` first.
+# The model registry (docs/releases.md); run `make setup` first. The values given as VERSION,
+# STAGE, DEST and REMOTE reach mnist-release as environment variables, taken literally (not
+# expanded by make: `$(value ...)`) and quoted for the shell ("$$VERSION"): no value can run code.
+USER_VALUES := VERSION STAGE DEST REMOTE
+$(foreach v,$(USER_VALUES),$(eval override $(v) := $$(value $(v))))
+export $(USER_VALUES)
+.PHONY: release promote publish
+
 # Tag HEAD as a version of mnist-cnn, optionally with a stage (dev, staging, prod); refused
 # unless git and `dvc status` are clean and the model is in the default DVC remote.
-.PHONY: release promote publish
 release:  ## register HEAD as VERSION of mnist-cnn [STAGE=prod]
 	$(if $(VERSION),,$(error usage: make release VERSION=v1.2.0 [STAGE=prod]))
-	python -m mnist_dvc.release register '$(VERSION)'$(if $(STAGE), --stage '$(STAGE)')
+	mnist-release register "$$VERSION" $${STAGE:+--stage "$$STAGE"}
 
 # Move a stage to a registered version (also back to an older one).
 promote:  ## move STAGE to the registered VERSION
 	$(if $(and $(VERSION),$(STAGE)),,$(error usage: make promote VERSION=v1.2.0 STAGE=prod))
-	python -m mnist_dvc.release promote '$(VERSION)' '$(STAGE)'
+	mnist-release promote "$$VERSION" "$$STAGE"
 
 # Copy the local-folder remote's new files to a folder a static web server serves read-only.
 publish:  ## copy the local remote's new files to DEST, for a static web server
 	$(if $(DEST),,$(error usage: make publish DEST=/var/www/mnist-dvc [REMOTE=local]))
-	python -m mnist_dvc.release publish '$(DEST)'$(if $(REMOTE), --remote '$(REMOTE)')
+	mnist-release publish "$$DEST" $${REMOTE:+--remote "$$REMOTE"}

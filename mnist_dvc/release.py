@@ -1,8 +1,11 @@
 """Model versions and stages as GTO git tags, made only for a model anyone can download.
 
-    python -m mnist_dvc.release register v1.2.0 [--stage prod]   # tag: mnist-cnn@v1.2.0
-    python -m mnist_dvc.release promote v1.2.0 prod              # tag: mnist-cnn#prod#N
-    python -m mnist_dvc.release publish /srv/www/mnist-dvc       # local remote -> web folder
+    mnist-release register v1.2.0 [--stage prod]   # tag: mnist-cnn@v1.2.0
+    mnist-release promote v1.2.0 prod              # tag: mnist-cnn#prod#N
+    mnist-release publish /srv/www/mnist-dvc       # local remote -> web folder
+
+(`make release VERSION=... [STAGE=...]`, `make promote` and `make publish` call these, handing
+the values over as environment variables: no shell and no make expansion ever sees them.)
 
 `register` commits release.yaml (the version, for the model card) on HEAD and tags that commit.
 It refuses, in one line and before any commit or tag exists, a commit that does not describe the
@@ -12,7 +15,7 @@ remote is checked file by file (`dvc data status --not-in-remote --granular`): `
 trusts a directory's `.dir` listing and misses a file missing inside a directory output.
 
 The artifact and its path are declared in dvc.yaml (`artifacts: mnist-cnn`); see
-README.md ('Model versions and stages') for the consumer side: `dvc artifacts get`, `dvc.api.open`.
+docs/releases.md for the consumer side: `dvc artifacts get`, `dvc.api.open`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from mnist_dvc.paths import RELEASE
 from mnist_dvc.released import ARTIFACT, Release, write_release
 
 STAGES = ("dev", "staging", "prod")
+MAX_VERSION = 64  # characters: v1.2.0-rc.1+build.5 and then some; a git tag name stays short
 
 
 class Refused(Exception):
@@ -64,13 +68,16 @@ def check_version(version: str) -> None:
     # GTO's own rule ("v" and a SemVer), checked before the slower checks run.
     from gto.versions import SemVer
 
+    if len(version) > MAX_VERSION:
+        raise Refused(f"a version has at most {MAX_VERSION} characters, got {len(version)}")
     if not SemVer.is_valid(version):
         raise Refused(f"a version looks like v1.2.0 (SemVer with a leading v), got {version!r}")
 
 
 def check_stage(stage: str) -> None:
     if stage not in STAGES:
-        raise Refused(f"a stage is one of {', '.join(STAGES)}, got {stage!r}")
+        shown = stage if len(stage) <= MAX_VERSION else f"{stage[:MAX_VERSION]}..."
+        raise Refused(f"a stage is one of {', '.join(STAGES)}, got {shown!r}")
 
 
 def check_git_clean(root: Path) -> None:
@@ -334,6 +341,10 @@ def copy_whole(source: Path, target: Path) -> None:
 def publish(dest: Path, remote: str | None) -> int:
     root = repo_root()
     name, source = remote_folder(root, remote)
+    if dest.resolve().is_relative_to(source.resolve()):
+        raise Refused(
+            f"{dest} is inside remote {name!r} ({source}): publish to a folder outside it"
+        )
     if not (source / "files").is_dir():
         raise Refused(f"remote {name!r} ({source}) holds nothing yet: run `dvc push` first")
     copied = 0
@@ -343,7 +354,7 @@ def publish(dest: Path, remote: str | None) -> int:
     print(f"release: copied {copied} new files from remote {name!r} ({source}) to {dest}")
     print(
         "release: serve that folder read-only over HTTP(S); consumers then run "
-        "`dvc remote add public https://HOST/PATH` (README.md, 'Model versions and stages')"
+        "`dvc remote add public https://HOST/PATH` (docs/releases.md)"
     )
     return copied
 

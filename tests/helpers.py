@@ -3,6 +3,7 @@ the way a user does, a throwaway git repository of this work tree, and a local H
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.server
 import os
@@ -133,14 +134,31 @@ def gzip_files(raw_dir: Path, dest: Path) -> Path:
 HANG_S = 4.0  # how long /slow/ keeps a client waiting before it gives up
 
 
+MIRROR_CREDENTIALS = ("mnist-user", "s3cr:et/pw")  # what /auth/ asks for, in basic auth
+
+
 class _Mirror(http.server.BaseHTTPRequestHandler):
-    """/good/<file>: the file; /throttled/<file>: the same, 64 KiB every 50 ms; /html/...: an
-    HTML error page; /wrong/...: gzip of the wrong bytes; /slow/...: no answer; else 404."""
+    """/good/<file>: the file; /throttled/<file>: the same, 64 KiB every 50 ms; /auth/<file>:
+    the same with MIRROR_CREDENTIALS only (401 otherwise); /html/...: an HTML error page;
+    /wrong/...: gzip of the wrong bytes; /slow/...: no answer; /huge/...: a body of 1 GiB
+    announced, none sent; else 404."""
 
     gz_dir: Path
 
     def do_GET(self):
         kind, _, name = self.path.strip("/").partition("/")
+        if kind == "auth":
+            expected = base64.b64encode(":".join(MIRROR_CREDENTIALS).encode()).decode()
+            if self.headers.get("Authorization") != f"Basic {expected}":
+                self.send_error(401)
+                return
+            kind = "good"
+        if kind == "huge":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/gzip")
+            self.send_header("Content-Length", str(1 << 30))
+            self.end_headers()
+            return
         if kind in ("good", "throttled") and (self.gz_dir / name).is_file():
             body, content_type = (self.gz_dir / name).read_bytes(), "application/gzip"
         elif kind == "html":

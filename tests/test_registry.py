@@ -454,6 +454,50 @@ def test_make_promote_and_usage(registry):
     assert f"HEAD is already the release commit of {ARTIFACT} {V2}" in refused.stderr
 
 
+# Hostile values through make: each must reach mnist-release as text, be refused in one line
+# with a non-zero exit, and run nothing ({marker} is where an injected command would write).
+HOSTILE = [
+    ("release", "VERSION=v1'; touch {marker}; echo '"),
+    ("release", "VERSION=v1.0.0", "STAGE=prod'; touch {marker}; echo '"),
+    ("release", "VERSION=$(shell touch {marker})v1"),
+    ("release", "VERSION=v1.0.0", "STAGE=$$(touch {marker})"),
+    ("release", "VERSION=v" + "1" * 240),
+    ("promote", 'VERSION=v1"; touch {marker}; echo "', "STAGE=prod"),
+    ("promote", "VERSION=v1.0.0", "STAGE=`touch {marker}`"),
+]
+
+
+def git_state(repo: Path) -> tuple[str, ...]:
+    return tuple(
+        sh("git", *args, cwd=repo).stdout
+        for args in (("rev-parse", "HEAD"), ("tag", "--list"), ("status", "--porcelain"))
+    )
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=lambda h: " ".join(h)[:40])
+def test_hostile_make_values_run_nothing_and_change_nothing(registry, tmp_path, hostile):
+    repo = registry.producer
+    before = git_state(repo)
+    marker = tmp_path / "pwned"
+    target, *values = hostile
+    run = sh("make", "-s", target, *(v.format(marker=marker) for v in values), cwd=repo,
+             check=False)  # fmt: skip
+    assert run.returncode != 0
+    assert not marker.exists(), "a value ran as a command"
+    said = [line for line in run.stderr.splitlines() if not line.startswith("make: ***")]
+    assert len(said) == 1 and said[0].startswith("release: error: "), run.stderr
+    assert git_state(repo) == before
+
+
+def test_publish_refuses_a_folder_inside_the_remote(registry):
+    dest = registry.storage / "pubcopy"
+    run = sh("make", "-s", "publish", f"DEST={dest}", "REMOTE=store", cwd=registry.producer,
+             check=False)  # fmt: skip
+    assert run.returncode != 0
+    assert f"release: error: {dest} is inside remote 'store' ({registry.storage})" in run.stderr
+    assert not dest.exists()
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     with ceph_rgw(tmp_path_factory.mktemp("ceph")) as server:
