@@ -317,7 +317,7 @@ def _refuse_constant(name: str) -> float:
 
 def parse_instances(body: bytes) -> np.ndarray:
     """A JSON body {"instances": [...]} -> (N, 28, 28) float32 in [0, 1], or ClientError."""
-    from mnist_dvc.predict import InputError, check_images
+    from mnist_dvc.inputs import InputError, check_images
 
     if not body.strip():
         raise ClientError(
@@ -358,7 +358,7 @@ def parse_instances(body: bytes) -> np.ndarray:
 
 async def read_upload(request: Request) -> np.ndarray:
     """The image in multipart field `file` -> (1, 28, 28), exactly as mnist-predict reads it."""
-    from mnist_dvc.predict import InputError, image_from_bytes
+    from mnist_dvc.inputs import InputError, image_from_bytes
 
     form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_BODY_BYTES)
     try:

@@ -36,9 +36,9 @@ from mnist_dvc import numerics
 from mnist_dvc.architectures import build_model
 from mnist_dvc.background import ServerDidNotStart, serve_in_background
 from mnist_dvc.batching import Batcher
+from mnist_dvc.inputs import image_from_bytes
 from mnist_dvc.model import save_model
 from mnist_dvc.params import load_params
-from mnist_dvc.predict import image_from_bytes
 from mnist_dvc.serve import (
     MAX_BODY_BYTES,
     MAX_INSTANCES,

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from mnist_dvc import verify
+from tests.helpers import REPO_ROOT, sh
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_VERIFY = Path(sys.executable).parent / "mnist-verify"
 IMAGES = 10_000
 COMMITTED_ERRORS = 90  # 0.9910, as the committed model scores
@@ -622,3 +622,54 @@ def test_imports_neither_tensorflow_nor_keras():
     code = "import sys, mnist_dvc.verify; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------- end to end, on a real quick `dvc repro`
+
+
+@pytest.fixture(scope="module")
+def reproduced(quick_run, tmp_path_factory) -> Path:
+    """The quick run's repository with its results committed: HEAD is what a newcomer clones."""
+    return quick_run.copy(tmp_path_factory.mktemp("verify") / "repo")
+
+
+@pytest.mark.slow
+def test_a_real_rerun_is_identical_and_native_numerics_equivalent(reproduced):
+    sh("dvc", "repro", "-f", "train", cwd=reproduced)  # the stages after it rerun too
+    rerun = mnist_verify(reproduced)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert rerun.stdout.startswith("identical: every output of the 7 stages"), rerun.stdout
+
+    params = reproduced / "params.yaml"
+    params.write_text(params.read_text().replace("numerics: portable", "numerics: native"))
+    sh("dvc", "repro", cwd=reproduced)
+    native = strict_json(mnist_verify(reproduced, "--json").stdout)
+    # the same model computed with other kernels (on an AVX2-only CPU: the same kernels)
+    assert native["verdict"] in ("equivalent", "identical"), native
+    if native["verdict"] == "equivalent":
+        assert any("numerics native (committed portable)" in d for d in native["made_differently"])
+
+    params.write_text(params.read_text().replace("epochs: 1", "epochs: 2"))
+    sh("dvc", "repro", cwd=reproduced)
+    foreign = mnist_verify(reproduced)
+    assert foreign.returncode == 1
+    assert "params differ: train.epochs 2 (committed 1)" in foreign.stdout
+    sh("git", "checkout", "--", ".", cwd=reproduced)
+    sh("dvc", "checkout", "--force", cwd=reproduced)
+
+
+@pytest.mark.slow
+def test_a_damaged_model_is_not_verified(reproduced):
+    weights = reproduced / "models" / "model.h5"
+    weights.chmod(0o644)
+    original = weights.read_bytes()
+    try:
+        weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        damaged = mnist_verify(reproduced)
+        assert damaged.returncode == 2
+        assert damaged.stderr.strip() == (
+            "mnist-verify: error: the work tree's models/model.h5 is not what dvc.lock "
+            "records: run `dvc repro`"
+        )
+    finally:
+        sh("dvc", "checkout", "--force", cwd=reproduced)
