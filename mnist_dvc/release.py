@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from mnist_dvc import dvc_lock
 from mnist_dvc.paths import RELEASE
 from mnist_dvc.released import ARTIFACT, Release, write_release
 
@@ -102,22 +103,11 @@ def artifact_path(root: Path) -> str:
         ) from None
 
 
-def outputs_under(lock: dict, path: str) -> dict[str, str]:
-    """Each DVC output at or under `path` in a parsed dvc.lock, with its md5 (a folder's ends
-    in `.dir`: the md5 of its listing, an object in the remote beside its files)."""
-    return {
-        out["path"]: out["md5"]
-        for stage in (lock.get("stages") or {}).values()
-        for out in stage.get("outs", [])
-        if out["path"] == path or out["path"].startswith(f"{path}/")
-    }
-
-
 def model_files(root: Path, path: str) -> dict[str, str]:
     """The model's outputs with the md5 that dvc.lock records: what the tag will stand for."""
     try:
-        found = outputs_under(yaml.safe_load((root / "dvc.lock").read_text()), path)
-    except OSError:
+        found = dvc_lock.outs_under(dvc_lock.read(root / "dvc.lock"), path)
+    except dvc_lock.LockError:
         raise Refused("no dvc.lock: run `dvc repro` and commit dvc.lock, then release") from None
     if not found:
         raise Refused(f"dvc.lock has no output under {path}/: run `dvc repro`, commit, release")

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from mnist_dvc.background import ServerDidNotStart, serve_in_background
+from mnist_dvc.serving.background import ServerDidNotStart, serve_in_background
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Window = tuple[float, float]  # perf_counter times: measuring starts, clients stop

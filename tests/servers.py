@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_dvc.background import free_port
+from mnist_dvc.serving.background import free_port
 from tests.helpers import missing_prerequisite
 
 CEPH_TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph")

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_dvc.release import ARTIFACT, outputs_under
+from mnist_dvc import dvc_lock
+from mnist_dvc.release import ARTIFACT
 from tests.helpers import REPO_ROOT, make_repo, sh, write_params
 from tests.servers import ceph_rgw
 
@@ -70,14 +71,14 @@ def stage_tag(run: subprocess.CompletedProcess, stage: str) -> str:
 def locked_outputs(repo: Path, rev: str, path: str) -> dict[str, str]:
     """The model's outputs and md5s in dvc.lock as committed at `rev` (a tag or a commit)."""
     lock = sh("git", "show", f"{rev}:dvc.lock", cwd=repo).stdout
-    return outputs_under(yaml.safe_load(lock), path)
+    return dvc_lock.outs_under(dvc_lock.parse(lock), path)
 
 
 def push_model(repo: Path, *remote: str) -> None:
     """Push only the model's outputs (data/ stays local: consumers never need it)."""
     path = yaml.safe_load((repo / "dvc.yaml").read_text())["artifacts"][ARTIFACT]["path"]
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    sh("dvc", "push", *remote, *outputs_under(lock, path), cwd=repo)
+    lock = dvc_lock.read(repo / "dvc.lock")
+    sh("dvc", "push", *remote, *dvc_lock.outs_under(lock, path), cwd=repo)
 
 
 def build_registry(base: Path) -> Registry:

@@ -34,19 +34,17 @@ from PIL import Image, ImageDraw
 
 from mnist_dvc import numerics
 from mnist_dvc.architectures import build_model
-from mnist_dvc.background import ServerDidNotStart, serve_in_background
-from mnist_dvc.batching import Batcher
+from mnist_dvc.export import export_onnx
 from mnist_dvc.inputs import image_from_bytes
 from mnist_dvc.model import save_model
 from mnist_dvc.params import load_params
-from mnist_dvc.serve import (
-    MAX_BODY_BYTES,
-    MAX_INSTANCES,
-    create_app,
-    load_served_model,
-    model_card,
-)
-from mnist_dvc.serve import main as serve_main
+from mnist_dvc.serving.app import create_app
+from mnist_dvc.serving.background import ServerDidNotStart, serve_in_background
+from mnist_dvc.serving.batching import Batcher
+from mnist_dvc.serving.bodies import MAX_BODY_BYTES, MAX_INSTANCES
+from mnist_dvc.serving.card import model_card
+from mnist_dvc.serving.cli import main as serve_main
+from mnist_dvc.serving.engines import load_engine
 from tests.helpers import ENV, REPO_ROOT, missing_prerequisite
 from tests.servers import free_port
 
@@ -57,17 +55,28 @@ PREDICT_URLS = ("/predict", "/v1/models/mnist-cnn:predict")
 
 
 def write_project(root: Path) -> Path:
-    """root/models/model.{json,h5} of an untrained notebook CNN, with a dvc.lock and a
-    metrics.json that name it, as in a checkout after `dvc pull train`."""
+    """root/models/model.{json,h5,onnx} of an untrained notebook CNN, with a dvc.lock whose
+    train, evaluate and export stages name them and a metrics.json, as in a checkout after
+    `dvc pull`."""
     keras.utils.set_random_seed(1)
     model = build_model((28, 28, 1), load_params(REPO_ROOT / "params.yaml").train.model)
     models = root / "models"
     save_model(model, models / "model.json", models / "model.h5")
-    outs = [{"path": f"models/{name}", "hash": "md5", "md5": md5(models / name)}
-            for name in ("model.json", "model.h5")]  # fmt: skip
-    lock = {"schema": "2.0", "stages": {"train": {"cmd": "python -m stages.train", "outs": outs}}}
-    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    export_onnx(model, models / "model.onnx")
     (root / "metrics.json").write_text(json.dumps({"loss": 2.3, "accuracy": 0.1234}))
+
+    def entries(*paths: str) -> list[dict]:
+        return [{"path": path, "hash": "md5", "md5": md5(root / path)} for path in paths]
+
+    pair = ("models/model.json", "models/model.h5")
+    lock = {"schema": "2.0", "stages": {
+        "train": {"cmd": "python -m stages.train", "outs": entries(*pair)},
+        "evaluate": {"cmd": "python -m stages.evaluate", "deps": entries(*pair),
+                     "outs": entries("metrics.json")},
+        "export": {"cmd": "python -m stages.export", "deps": entries(*pair),
+                   "outs": entries("models/model.onnx")},
+    }}  # fmt: skip
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
     made = {"model_h5_md5": md5(models / "model.h5"), **numerics.provenance("portable")}
     (models / "provenance.json").write_text(json.dumps(made))
     return models
@@ -84,12 +93,12 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(model_dir):
-    return load_served_model(model_dir)
+    return load_engine(model_dir, "onnx")
 
 
 @pytest.fixture(scope="module")
 def client(predictor, model_dir) -> Iterator[TestClient]:
-    with TestClient(create_app(predictor, model_card(model_dir))) as client:
+    with TestClient(create_app(predictor, model_card(model_dir, "onnx"))) as client:
         yield client
 
 
@@ -158,27 +167,33 @@ def test_openapi_is_served_and_docs_need_no_cdn(client):
 
 def test_model_says_which_model_it_serves(client, model_dir):
     card = client.get("/model").json()
-    files = {Path(f["path"]).name: f for f in card["files"]}
-    for name in ("model.json", "model.h5"):
-        assert files[name]["md5"] == md5(model_dir / name)
-        assert files[name]["dvc_lock_md5"] == files[name]["md5"]
-        assert files[name]["matches_dvc_lock"] is True
+    assert card["engine"] == "onnx"
+    (served,) = card["files"]
+    assert Path(served["path"]).name == "model.onnx"
+    assert served["md5"] == served["dvc_lock_md5"] == md5(model_dir / "model.onnx")
+    assert served["matches_dvc_lock"] is True
     assert card["dvc_lock"]["matches"] is True
     assert card["metrics"]["accuracy"] == 0.1234
+    assert card["metrics"]["note"] == "test-set metrics of the served model"
+    keras_card = model_card(model_dir, "keras")
+    assert [Path(f["path"]).name for f in keras_card["files"]] == ["model.json", "model.h5"]
+    assert all(f["matches_dvc_lock"] for f in keras_card["files"])
     assert card["batching"]["enabled"] is True
     assert card["limits"] == {"max_body_bytes": MAX_BODY_BYTES, "max_instances": MAX_INSTANCES}
 
 
 def test_model_card_without_dvc_lock_or_metrics(model_dir, tmp_path):
     shutil.copytree(model_dir, tmp_path / "models")
-    card = model_card(tmp_path / "models")
+    card = model_card(tmp_path / "models", "keras")
     assert card["dvc_lock"]["matches"] is None
     assert "no dvc.lock" in card["dvc_lock"]["note"]
     assert card["metrics"]["accuracy"] is None
     assert card["provenance"]["made"]["model_h5_md5"] == md5(model_dir / "model.h5")
     assert card["provenance"]["note"].startswith("numerics portable, ")
     (tmp_path / "models" / "provenance.json").unlink()
-    assert model_card(tmp_path / "models")["provenance"]["note"] == "no provenance recorded"
+    assert model_card(tmp_path / "models", "keras")["provenance"]["note"] == (
+        "no provenance recorded"
+    )
     assert [f["md5"] for f in card["files"]] == [
         md5(model_dir / "model.json"),
         md5(model_dir / "model.h5"),
@@ -190,12 +205,81 @@ def test_model_card_says_when_the_files_are_not_dvc_locks(model_dir, tmp_path):
     lock = yaml.safe_load((model_dir.parent / "dvc.lock").read_text())
     lock["stages"]["train"]["outs"][1]["md5"] = "0" * 32  # model.h5 retrained since
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    card = model_card(tmp_path / "models")
+    card = model_card(tmp_path / "models", "keras")
     assert card["dvc_lock"]["matches"] is False
     assert [f["matches_dvc_lock"] for f in card["files"]] == [True, False]
     assert "differ" in card["dvc_lock"]["note"]
     (tmp_path / "dvc.lock").write_text("stages: [unclosed")
-    assert "unreadable" in model_card(tmp_path / "models")["dvc_lock"]["note"]
+    assert "unreadable" in model_card(tmp_path / "models", "keras")["dvc_lock"]["note"]
+
+
+def test_the_accuracy_shown_is_the_served_models_own(model_dir, tmp_path):
+    """After `dvc repro train` without `evaluate`, metrics.json scores the previous model."""
+    shutil.copytree(model_dir, tmp_path / "models")
+    lock = yaml.safe_load((model_dir.parent / "dvc.lock").read_text())
+    (tmp_path / "metrics.json").write_text((model_dir.parent / "metrics.json").read_text())
+    lock["stages"]["evaluate"]["deps"][1]["md5"] = "0" * 32  # evaluate scored older weights
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    for engine in ("onnx", "keras"):
+        metrics = model_card(tmp_path / "models", engine)["metrics"]
+        assert metrics["accuracy"] is None
+        assert metrics["note"].startswith("the served model has not been evaluated")
+
+
+def test_a_stale_onnx_file_is_refused_in_one_line(model_dir, tmp_path, capfd):
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models)
+    lock = yaml.safe_load((model_dir.parent / "dvc.lock").read_text())
+    lock["stages"]["export"]["deps"][1]["md5"] = "0" * 32  # exported from an older model.h5
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert serve_main(["--model-dir", str(models), "--port", str(free_port())]) == 1
+    assert capfd.readouterr().err == (
+        f"mnist-serve: error: {models / 'model.onnx'}: exported from another model.h5 (dvc.lock's "
+        "export stage): run `dvc repro export`, or serve model.json + model.h5 with --engine "
+        "keras\n"
+    )
+    (models / "model.onnx").unlink()
+    (tmp_path / "dvc.lock").unlink()
+    assert serve_main(["--model-dir", str(models), "--port", str(free_port())]) == 1
+    assert capfd.readouterr().err == (
+        f"mnist-serve: error: {models / 'model.onnx'}: no such file: make it with `dvc repro "
+        "export` (or `dvc pull export`), or serve model.json + model.h5 with --engine keras\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--port=99999", "argument --port: 99999: must be from 1 to 65535"),
+        ("--max-batch=0", "argument --max-batch: 0: must be from 1 to 4096"),
+        ("--threads=-1", "argument --threads/--tf-threads: -1: must be from 0 to 256"),
+        ("--engine=torch", "argument --engine: invalid choice: 'torch'"),
+    ],
+)
+def test_bad_options_are_one_line(model_dir, option, message, capfd):
+    with pytest.raises(SystemExit) as exit_:
+        serve_main(["--model-dir", str(model_dir), option])
+    assert exit_.value.code == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"mnist-serve: error: {message}"), err
+
+
+def test_a_model_whose_outputs_are_nan_is_refused_at_start(model_dir, tmp_path, capfd):
+    import h5py
+
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models)
+    with h5py.File(models / "model.h5", "r+") as h5:
+        kernels = []
+        h5.visititems(
+            lambda name, item: kernels.append(item) if name.endswith("kernel") else None
+        )
+        kernels[-1][...] = np.nan
+    assert serve_main(["--model-dir", str(models), "--engine", "keras"]) == 1
+    assert capfd.readouterr().err == (
+        f"mnist-serve: error: {models / 'model.h5'}: the model gives no finite probabilities "
+        "(NaN or infinity: damaged weights?): retrain it (`dvc repro`)\n"
+    )
 
 
 @pytest.mark.parametrize("url", PREDICT_URLS)
@@ -398,7 +482,7 @@ def test_a_model_that_does_not_answer_in_time_is_a_503(model_dir):
         time.sleep(1.0)
         return np.zeros((len(images), 10), np.float32)
 
-    app = create_app(stuck, model_card(model_dir), answer_timeout_s=0.2)
+    app = create_app(stuck, model_card(model_dir, "onnx"), answer_timeout_s=0.2)
     with TestClient(app) as client:
         answer = client.post("/predict", json={"instances": digit_images(1).tolist()})
     assert answer.status_code == 503
@@ -487,11 +571,12 @@ def test_a_failing_model_fails_its_requests_and_not_the_worker():
 
 
 def serve_commands() -> dict[str, list[str]]:
-    """`mnist-serve` (the console script `make setup` installs) and `python -m mnist_dvc.serve`."""
+    """`mnist-serve` (the console script `make setup` installs) and `python -m
+    mnist_dvc.serving`."""
     script = Path(sys.executable).parent / "mnist-serve"
     return {
         "console script": [str(script)] if script.exists() else [],
-        "module": [sys.executable, "-m", "mnist_dvc.serve"],
+        "module": [sys.executable, "-m", "mnist_dvc.serving"],
     }
 
 
@@ -512,7 +597,8 @@ def test_a_model_with_a_lambda_layer_is_refused_in_one_line(model_dir, tmp_path,
     config["config"]["layers"].insert(2, keras.saving.serialize_keras_object(lam))
     (models / "model.json").write_text(json.dumps(config))
     run = subprocess.run(
-        [*serve_command(kind), "--model-dir", str(models), "--port", str(free_port())],
+        [*serve_command(kind), "--model-dir", str(models), "--port", str(free_port()),
+         "--engine", "keras"],
         env=ENV, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 1
@@ -524,7 +610,7 @@ def test_a_model_with_a_lambda_layer_is_refused_in_one_line(model_dir, tmp_path,
 
 
 def test_a_missing_model_is_one_line(tmp_path, capfd):
-    assert serve_main(["--model-dir", str(tmp_path / "nowhere")]) == 1
+    assert serve_main(["--model-dir", str(tmp_path / "nowhere"), "--engine", "keras"]) == 1
     out, err = capfd.readouterr()
     assert (out, err) == (
         "",

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-MODULE = (sys.executable, "-m", "mnist_dvc.serve")
+MODULE = (sys.executable, "-m", "mnist_dvc.serving")
 STOP_TIMEOUT_S = 20
 
 

@@ -1,0 +1,14 @@
+"""mnist-serve: the trained model behind a page to draw a digit on and a JSON API in TensorFlow
+Serving's REST form. It uses the pipeline's outputs and is no part of the pipeline: no stage
+imports this package (tests/test_layout.py checks the direction).
+
+    cli.py        the console script: options, start-up, the one-line refusals
+    engines.py    the model as a function of images: ONNX Runtime (default) or Keras
+    card.py       GET /model: which files are served, and what dvc.lock says of them
+    bodies.py     request bodies: limits, JSON instances, uploads, answers
+    schemas.py    what the API looks like, for /openapi.json
+    app.py        the routes
+    batching.py   requests batched into one model call, off the event loop
+    background.py mnist-serve in a child process for a `with` block (benchmarks, tests)
+    static/       the drawing page
+"""

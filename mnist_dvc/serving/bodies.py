@@ -1,0 +1,180 @@
+"""Request bodies and answers: the size limit, JSON instances, image uploads (decoded as
+mnist-predict decodes them: mnist_dvc/inputs.py), and the JSON written back. Every bad body is a
+ClientError: a 4xx status with one line in {"detail": ...}."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mnist_dvc import mnist
+from mnist_dvc.errors import describe
+from mnist_dvc.inputs import InputError, check_images, image_from_bytes
+
+# A request body: an upload of a phone photo fits; a JSON batch of MAX_INSTANCES images
+# written with full float precision (~17 KB each) fits too.
+MAX_BODY_BYTES = 8 << 20
+MAX_INSTANCES = 256
+INSTANCE_SHAPES = ((mnist.IMAGE_ROWS, mnist.IMAGE_COLS), (mnist.IMAGE_ROWS, mnist.IMAGE_COLS, 1))
+# JSON bodies above this are parsed in a thread, so that one big batch does not stall the
+# event loop for everybody else; small ones are parsed in place (a thread hop costs more).
+PARSE_INLINE_BYTES = 64 << 10
+
+
+class ClientError(Exception):
+    """Bad input from a client: answered with `status` and {"detail": message}."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class LimitBody:
+    """Refuse a body over `max_bytes` before reading it all: at once by its Content-Length,
+    or, for a chunked body, as soon as the bytes read pass the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and not length.isdigit():
+            await JSONResponse({"detail": "Content-Length is not a number"}, 400)(
+                scope, receive, send
+            )
+            return
+        if length is not None and int(length) > self.max_bytes:
+            await too_large_response(self.max_bytes)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def too_large_response(max_bytes: int) -> JSONResponse:
+    # Connection: close, or the server would go on reading (and dropping) the rest of the body.
+    return JSONResponse(
+        {"detail": f"request body over {max_bytes >> 20} MiB: send a smaller image or fewer "
+         "instances"},
+        413,
+        headers={"Connection": "close"},
+    )  # fmt: skip
+
+
+def _refuse_constant(name: str) -> float:
+    # Python's json reads NaN, Infinity and -Infinity, which JSON itself does not have.
+    raise ClientError(422, f"{name} in the body: instances hold numbers in [0, 1]")
+
+
+def parse_instances(body: bytes) -> np.ndarray:
+    """A JSON body {"instances": [...]} -> (N, 28, 28) float32 in [0, 1], or ClientError."""
+
+    if not body.strip():
+        raise ClientError(
+            400, 'empty body: send JSON {"instances": [...]} or an image in multipart field file'
+        )
+    try:
+        document = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ClientError(400, f"body is not JSON: {describe(error)}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("instances"), list):
+        raise ClientError(422, 'expected a JSON object {"instances": [28x28 arrays, ...]}')
+    instances = document["instances"]
+    if not instances:
+        raise ClientError(422, "instances is empty: send at least one 28x28 array")
+    if len(instances) > MAX_INSTANCES:
+        raise ClientError(
+            422, f"{len(instances)} instances: at most {MAX_INSTANCES} per request (split it)"
+        )
+    try:
+        array = np.asarray(instances)
+    except (ValueError, TypeError, OverflowError):  # ragged lists, huge integers
+        raise ClientError(422, "instances are not arrays of numbers all of one shape") from None
+    if array.dtype.kind not in "iuf":  # strings, booleans, null, objects
+        raise ClientError(422, "instances hold something other than numbers")
+    # (28, 28) alone would be 28 instances of 28 numbers: each instance is an image.
+    if array.shape[1:] not in INSTANCE_SHAPES:
+        raise ClientError(
+            422, f"instances shaped {array.shape}: each instance is a 28x28 (or 28x28x1) array"
+        )
+    # Integers are numbers too, but 0-255 pixel values are refused, not guessed: [0, 1] only.
+    try:
+        return check_images(array.astype(np.float64), "instances")
+    except InputError as error:
+        pixels = np.isfinite(array).all() and array.max() > 1
+        hint = " (pixel values 0-255? divide them by 255)" if pixels else ""
+        raise ClientError(422, f"{error}{hint}") from None
+
+
+async def read_upload(request: Request) -> np.ndarray:
+    """The image in multipart field `file` -> (1, 28, 28), exactly as mnist-predict reads it."""
+
+    form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_BODY_BYTES)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ClientError(400, "no file: send the image in multipart form field file")
+        data = await upload.read()
+        # Only a label in messages: the client's file name never reaches the file system.
+        name = Path(upload.filename or "upload").name[:80] or "upload"
+    finally:
+        await form.close()
+    if not data:
+        raise ClientError(400, f"{name}: empty file")
+    try:
+        # Decoding a large image takes a while: off the event loop.
+        image = await asyncio.to_thread(image_from_bytes, data, name)
+    except InputError as error:  # not an image, a decompression bomb, ...
+        raise ClientError(422, str(error)) from None
+    return image[np.newaxis]
+
+
+async def read_images(request: Request) -> np.ndarray:
+    """The images a request holds: JSON instances or an uploaded image, or ClientError."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        return await read_upload(request)
+    if media_type not in ("", "application/json"):
+        raise ClientError(
+            415, f"{media_type}: send application/json or multipart/form-data (field file)"
+        )
+    body = await request.body()
+    if len(body) > PARSE_INLINE_BYTES:
+        return await asyncio.to_thread(parse_instances, body)
+    return parse_instances(body)
+
+
+def predictions(probabilities: np.ndarray) -> list[dict[str, Any]]:
+    return [
+        {
+            "digit": int(p.argmax()),
+            "probability": round(float(p.max()), 6),
+            "probabilities": [round(float(x), 6) for x in p],
+        }
+        for p in probabilities
+    ]

@@ -1,0 +1,172 @@
+"""The mnist-serve console script.
+
+    mnist-serve [--engine onnx|keras] [--host 127.0.0.1] [--port 8000] [--model-dir models]
+                [--no-batching] [--max-batch 64] [--threads 1]
+
+GET /                          the drawing page (self-contained: nothing from other sites)
+POST /predict                  {"instances": [28x28 arrays in [0, 1], ...]} or an image upload
+POST /v1/models/mnist-cnn:predict   the same, at TensorFlow Serving's address
+GET /model                     which model: the engine, md5s of the files, dvc.lock's md5s,
+                               the test accuracy, where it was made
+GET /healthz                   {"status": "ok"} once the model is loaded
+GET /openapi.json              the API's description (/docs is off: Swagger UI needs a CDN)
+
+The model is loaded once, safely: a model.json with a Lambda layer or a foreign class, an ONNX
+file exported from another model, or a model that gives no finite probabilities is refused in
+one line and the server does not start. So is every bad option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# Fewer of TensorFlow's C++ log lines (info and warnings) while serving.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from mnist_dvc.errors import StageError, describe
+from mnist_dvc.paths import MODEL_JSON
+from mnist_dvc.serving.app import MAX_BATCH, create_app
+from mnist_dvc.serving.card import model_card, stale_onnx
+from mnist_dvc.serving.engines import ENGINES, load_engine
+
+THREADS = 1  # per operation: on a 2-core machine the event loop needs the other core
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 inside the block: TensorFlow's C++ side
+    prints lines about CUDA and CPU features as it loads, which would bury the one line that a
+    refused model gets. If the block fails other than with a StageError, the held-back text is
+    written out after all, in case it explains the failure."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        explained = False
+        try:
+            yield
+            explained = True
+        except StageError:
+            explained = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not explained:
+                held.seek(0)
+                sys.stderr.buffer.write(held.read())
+                sys.stderr.flush()
+
+
+def positive(least: int, most: int | None = None):
+    """An argparse type: an integer from `least` to `most`, or a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < least or (most is not None and value > most):
+            span = f"from {least} to {most}" if most is not None else f"at least {least}"
+            raise argparse.ArgumentTypeError(f"{value}: must be {span}")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="mnist-serve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parse.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="onnx",
+        help="onnx: models/model.onnx in ONNX Runtime (default); keras: model.json + model.h5",
+    )
+    parse.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parse.add_argument("--port", type=positive(1, 65535), default=8000)
+    parse.add_argument(
+        "--model-dir",
+        type=Path,
+        default=MODEL_JSON.parent,
+        help="folder with model.onnx, model.json and model.h5 (default: models)",
+    )
+    parse.add_argument(
+        "--no-batching", action="store_true", help="one model call per request (to compare)"
+    )
+    parse.add_argument(
+        "--max-batch",
+        type=positive(1, 4096),
+        default=MAX_BATCH,
+        help=f"images per model call when batching (default {MAX_BATCH})",
+    )
+    parse.add_argument(
+        "--threads",
+        "--tf-threads",
+        type=positive(0, 256),
+        default=THREADS,
+        help="the engine's threads per operation; 0: one per core (default %(default)s: the "
+        "event loop needs a core of its own)",
+    )
+    parse.add_argument("--access-log", action="store_true", help="log every request")
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        with quiet_stderr():
+            if args.engine == "onnx" and (stale := stale_onnx(args.model_dir)):
+                raise StageError(stale)
+            predictor = load_engine(args.model_dir, args.engine, threads=args.threads or None)
+            card = model_card(args.model_dir, args.engine)
+    except StageError as error:
+        print(f"mnist-serve: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the files vanished between loading and hashing
+        print(f"mnist-serve: error: {args.model_dir}: {describe(error)}", file=sys.stderr)
+        return 1
+    try:  # the port, before the minutes of a start are spent
+        import socket
+
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as error:
+        print(f"mnist-serve: error: cannot listen on {args.host}:{args.port}: "
+              f"{describe(error)}", file=sys.stderr)  # fmt: skip
+        return 1
+
+    import uvicorn
+
+    app = create_app(predictor, card, batching=not args.no_batching, max_batch=args.max_batch)
+    accuracy = card["metrics"]["accuracy"]
+    files = ", ".join(f"{Path(f['path']).name} md5 {f['md5'][:8]}" for f in card["files"])
+    print(
+        f"mnist-serve: {args.engine} engine, {args.model_dir}: {files}; {card['dvc_lock']['note']}"
+        f"; test accuracy {accuracy if accuracy is not None else 'not evaluated'}; batching "
+        f"{'off' if args.no_batching else 'on'} -> http://{args.host}:{args.port}/",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=args.access_log,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        http="httptools",
+        loop="uvloop",
+        timeout_keep_alive=5,
+    )
+    return 0

@@ -1,0 +1,117 @@
+"""The served model as a function (N, 28, 28) float32 -> (N, 10) probabilities.
+
+Two engines compute it from the pipeline's files:
+- `onnx` (the default): models/model.onnx, the export stage's file (checked by that stage on
+  all 10,000 test images against Keras), in ONNX Runtime. No TensorFlow: the server starts in
+  a second and a forward pass costs a fraction of Keras's.
+- `keras`: models/model.json + model.h5, loaded safely (mnist_dvc.model.load_model), as one
+  traced TensorFlow graph.
+
+Either refuses at start, in one line, a model that gives no finite probabilities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from mnist_dvc import mnist
+from mnist_dvc.errors import StageError, describe
+from mnist_dvc.paths import MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS
+
+Engine = Literal["onnx", "keras"]
+ENGINES: tuple[Engine, ...] = ("onnx", "keras")
+Predictor = Callable[[np.ndarray], np.ndarray]
+_ROWS, _COLS = mnist.IMAGE_ROWS, mnist.IMAGE_COLS
+IMAGE_SHAPES = ((_ROWS, _COLS, 1), (1, _ROWS, _COLS))  # channels_last, channels_first
+
+
+class EngineError(StageError):
+    """The model cannot be served with this engine; the message says what to do."""
+
+
+def served_files(model_dir: Path, engine: Engine) -> list[Path]:
+    """The files an engine serves, in `model_dir`."""
+    if engine == "onnx":
+        return [model_dir / MODEL_ONNX.name]
+    return [model_dir / MODEL_JSON.name, model_dir / MODEL_WEIGHTS.name]
+
+
+def load_engine(model_dir: Path, engine: Engine, *, threads: int | None = None) -> Predictor:
+    """The model in `model_dir` as a function, traced or initialised and tried once.
+    `threads`: threads per operation (None: the engine's default, one per core)."""
+    run = _load_onnx(model_dir, threads) if engine == "onnx" else _load_keras(model_dir, threads)
+    probabilities = run(np.zeros((1, mnist.IMAGE_ROWS, mnist.IMAGE_COLS), np.float32))
+    if probabilities.shape != (1, mnist.NUM_CLASSES) or not np.isfinite(probabilities).all():
+        raise EngineError(
+            f"{served_files(model_dir, engine)[-1]}: the model gives no finite probabilities "
+            "(NaN or infinity: damaged weights?): retrain it (`dvc repro`)"
+        )
+    return run
+
+
+def _load_onnx(model_dir: Path, threads: int | None) -> Predictor:
+    import onnxruntime
+
+    from mnist_dvc.prepared import data_format_of, with_channel
+
+    path = model_dir / MODEL_ONNX.name
+    if not path.is_file():
+        raise EngineError(
+            f"{path}: no such file: make it with `dvc repro export` (or `dvc pull export`), "
+            "or serve model.json + model.h5 with --engine keras"
+        )
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one chain of operations: no parallel branches to run
+    try:
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... errors
+        raise EngineError(
+            f"{path}: not a model ONNX Runtime can load ({describe(error)})"
+        ) from None
+    (given,) = session.get_inputs()
+    image_shape = tuple(given.shape[1:])
+    if image_shape not in (
+        (mnist.IMAGE_ROWS, mnist.IMAGE_COLS, 1),
+        (1, mnist.IMAGE_ROWS, mnist.IMAGE_COLS),
+    ):
+        raise EngineError(f"{path}: takes {given.shape}, not 28x28 images")
+    data_format, name = data_format_of(image_shape), given.name
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: with_channel(images, data_format)})[0]
+
+    return run
+
+
+def _load_keras(model_dir: Path, threads: int | None) -> Predictor:
+    """models/model.json + model.h5 as one traced TensorFlow graph: `model.predict` builds a
+    data pipeline on every call (milliseconds) and an eager call dispatches layer by layer."""
+    import tensorflow as tf
+
+    from mnist_dvc.model import load_model
+    from mnist_dvc.prepared import data_format_of, with_channel
+
+    if threads:
+        # Only possible before TensorFlow's runtime starts, i.e. before the model is built.
+        with contextlib.suppress(RuntimeError):  # already running here: it keeps its own
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+    model = load_model(model_dir / MODEL_JSON.name, model_dir / MODEL_WEIGHTS.name)
+    image_shape = tuple(model.input_shape[1:])
+    data_format = data_format_of(image_shape)
+    spec = tf.TensorSpec((None, *image_shape), tf.float32)
+    graph = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return graph(with_channel(images, data_format)).numpy()
+
+    return run
