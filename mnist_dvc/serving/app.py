@@ -31,7 +31,8 @@ ANSWER_TIMEOUT_S = 60.0  # a request the model has not answered by then gets a 5
 
 
 def page() -> str:
-    return (resources.files("mnist_dvc.serving") / "static" / "index.html").read_text(encoding="utf-8")
+    page_file = resources.files("mnist_dvc.serving") / "static" / "index.html"
+    return page_file.read_text(encoding="utf-8")
 
 
 # The page inlines its script and style and loads nothing else; the browser is told so.
