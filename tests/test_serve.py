@@ -271,9 +271,7 @@ def test_a_model_whose_outputs_are_nan_is_refused_at_start(model_dir, tmp_path, 
     shutil.copytree(model_dir, models)
     with h5py.File(models / "model.h5", "r+") as h5:
         kernels = []
-        h5.visititems(
-            lambda name, item: kernels.append(item) if name.endswith("kernel") else None
-        )
+        h5.visititems(lambda name, item: kernels.append(item) if name.endswith("kernel") else None)
         kernels[-1][...] = np.nan
     assert serve_main(["--model-dir", str(models), "--engine", "keras"]) == 1
     assert capfd.readouterr().err == (
