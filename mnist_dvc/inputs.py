@@ -40,6 +40,9 @@ DIGIT_BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image
 # pencil on grey paper (ink 170 on 210) has 40/255; the noise of a JPEG of blank paper a few.
 MIN_INK = 16 / 255
 MIN_SIDE = 8  # pixels: a smaller picture cannot hold a digit anyone could read
+# The side images are worked at: larger ones are reduced by whole blocks of pixels as they are
+# read, so that a 5000x5000 upload costs its decoding once and then a few MB.
+WORKING_SIDE = 1024
 # A 5000x5000 photo: decoded to RGBA, grey and floats it takes a few hundred MB at most.
 MAX_PIXELS = 25_000_000
 MAX_NPY_IMAGES = 70_000  # all of MNIST; float64 that is 440 MB
@@ -192,6 +195,13 @@ def _too_many_pixels(name: str, pixels: str) -> InputError:
 
 
 def _grey(image: Image.Image, name: str) -> np.ndarray:
+    # A JPEG decodes straight to a fraction of its size (its DCT scaling): memory, and time.
+    image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))
+    # Anything larger is cut down first, by whole pixel blocks: a digit needs no 5000x5000
+    # pixels, and every copy made below (upright, composited, grey) is then small.
+    factor = max(image.size) // WORKING_SIDE
+    if factor > 1:
+        image = image.reduce(factor)
     # A phone stores a photo as the sensor saw it and an EXIF tag says how to turn it upright.
     image = ImageOps.exif_transpose(image)
     if image.mode in SIXTEEN_BIT_GREY:  # Pillow's convert("L") would clip 16-bit grey at 255

@@ -185,6 +185,7 @@ def test_a_refused_experiment_loses_nothing(repo, baseline):
         run.stderr,
         re.MULTILINE,
     ), run.stderr[-2000:]
+    assert not [line for line in run.stderr.splitlines() if "cuda" in line.lower()]
     assert_nothing_lost(repo, baseline)
 
 

@@ -92,6 +92,19 @@ def test_repro_again_is_a_no_op_and_forced_train_gives_the_same_bytes(repro):
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
 
 
+def test_every_json_output_is_strict_json(repro):
+    """No NaN or Infinity, which Python's json would write and other tools reject."""
+    repo, _ = repro
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    outputs = ["metrics.json", "reports/per_digit.json", "reports/exports.json",
+               "models/provenance.json", "dvclive/metrics.json"]  # fmt: skip
+    for path in outputs:
+        json.loads((repo / path).read_text(), parse_constant=refuse)
+
+
 def test_outputs_go_only_where_dvc_yaml_says(repro):
     repo, _ = repro
     new = sh("git", "status", "--porcelain", "--untracked-files=all", "--ignored", cwd=repo).stdout

@@ -152,15 +152,24 @@ def test_bad_inputs_are_named_and_the_rest_classified(weak_model_dir, digits, tm
     not_an_image.write_text("not a picture")
     wrong_shape = tmp_path / "wrong.npy"
     np.save(wrong_shape, np.zeros((3, 32, 32), np.uint8))
-    run = predict_cli(weak_model_dir, missing, good, not_an_image, wrong_shape, json_output=False)
+    blank, dot = tmp_path / "blank.png", tmp_path / "dot.png"
+    Image.new("L", (64, 64), 230).save(blank)
+    Image.new("L", (1, 1), 0).save(dot)
+    run = predict_cli(weak_model_dir, missing, good, not_an_image, wrong_shape, blank, dot,
+                      json_output=False)  # fmt: skip
     assert run.returncode == 1
-    assert run.stdout.strip().splitlines()[0].startswith(f"{good}: ")
-    errors = run.stderr.strip().splitlines()[-3:]
+    assert len(run.stdout.strip().splitlines()) == 1  # only the good image gets a digit
+    assert run.stdout.startswith(f"{good}: ")
+    errors = run.stderr.strip().splitlines()[-5:]
     assert errors[0] == f"predict: error: {missing}: no such file"
     assert errors[1].startswith(f"predict: error: {not_an_image}: not a readable image")
     assert errors[2] == (
         f"predict: error: {wrong_shape}: shape (3, 32, 32), expected "
         "(N, 28, 28), (28, 28), (N, 28, 28, 1) or (N, 1, 28, 28)"
+    )
+    assert errors[3].startswith(f"predict: error: {blank}: no ink: a blank or uniform image")
+    assert errors[4] == (
+        f"predict: error: {dot}: 1x1 pixels, too small to hold a digit (at least 8x8)"
     )
 
 

@@ -357,6 +357,11 @@ BAD_JSON = {
     "strings": (instances([[["0.5"] * 28] * 28]), 422, "numbers"),
     "nulls": (instances([[[None] * 28] * 28]), 422, "numbers"),
     "booleans": (instances([[[True] * 28] * 28]), 422, "numbers"),
+    "one boolean among the numbers": (
+        instances([[[0.5] * 28] * 27 + [[True] + [0.5] * 27]]),
+        422,
+        "numbers",
+    ),
     "NaN": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"NaN", 1), 422, "NaN"),
     "Infinity": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"-Infinity", 1), 422, "Infinity"),
     "overflow to infinity": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"1e999", 1), 422, ""),

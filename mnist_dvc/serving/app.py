@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -18,7 +17,7 @@ from mnist_dvc.serving.bodies import (
     BodyTooLarge,
     ClientError,
     LimitBody,
-    predictions,
+    answer,
     read_images,
     too_large_response,
 )
@@ -105,8 +104,7 @@ def create_app(
     async def predict(request: Request) -> Response:
         images = await read_images(request)
         probabilities = await batcher.predict(images, timeout_s=answer_timeout_s)
-        body = json.dumps({"predictions": predictions(probabilities)})
-        return Response(body, media_type="application/json")
+        return Response(answer(probabilities), media_type="application/json")
 
     for path in ("/predict", f"/v1/models/{MODEL_NAME}:predict"):
         app.add_api_route(
