@@ -108,7 +108,7 @@ def mnist_like(grey: np.ndarray, name: str = "image") -> np.ndarray:
             f"paper by {darkest / full * 255:.0f}/255, at least {MIN_INK * 255:.0f} is read as ink)"
         )
     if darkest != 255:  # the darkest stroke made full ink, as MNIST's are: 0-255 from here
-        image = image * (255 / darkest)
+        image = np.minimum(image * (255 / darkest), 255)  # no rounding past full ink
     rows, cols = np.nonzero(image > 0.1 * 255)
     digit = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     height, width = digit.shape

@@ -346,6 +346,8 @@ def load_work(repo: Path) -> Results:
 def _show(value: Any) -> str:
     if value is _MISSING:
         return "not set"
+    if value is None:  # an environment variable the numerics left unset
+        return "unset"
     return value if isinstance(value, str) else json.dumps(value)
 
 

@@ -179,7 +179,7 @@ def test_drawn_mnist_digits_are_classified_as_the_model_classifies_them(
 
 def test_the_page_says_which_model_it_serves(page, weak_model_dir):
     text = page.locator("#model").inner_text()
-    assert "model.json md5" in text and "model.h5 md5" in text
+    assert "model.onnx md5" in text and "(onnx engine)" in text
     assert "No dvc.lock" in text  # trained in a scratch folder: nothing to compare with
     assert "Test accuracy: unknown" in text
 

@@ -115,7 +115,8 @@ def test_outputs_go_only_where_dvc_yaml_says(repro):
         "dvc.lock", "metrics.json", "reports/predictions.csv", "models/model.json",
         "reports/per_digit.json",
         "reports/model.md", "reports/confusion.png",
-        "models/model.h5", "dvclive/metrics.json", "models/model.onnx", "reports/exports.json",
+        "models/model.h5", "models/provenance.json", "dvclive/metrics.json", "models/model.onnx",
+        "reports/exports.json",
         *(str(p.relative_to(repo)) for p in (repo / "models" / "saved_model").rglob("*")
           if p.is_file()),
         *(f"data/raw/{file.name}" for file in mnist.FILES),
@@ -162,7 +163,7 @@ def stages_with_changed_dep(repo, path: str) -> set[str]:
         ("mnist_dvc/sources.py", "def _is_local(", "def _is_local_source(",
          {"fetch"}),
         ("mnist_dvc/mnist.py", "NUM_TEST = 10000", "NUM_TEST = 10_000",
-         {"fetch", "preprocess", "train", "evaluate", "report", "export"}),
+         {"check_params", "fetch", "preprocess", "train", "evaluate", "report", "export"}),
         ("mnist_dvc/architectures/mnist_convnet.py", "    data_format = ", "    data_format=",
          {"train"}),
         # The stages' package versions: every stage whose results they can change (fetch's

