@@ -28,7 +28,7 @@ $(VENV)/.installed: $(APP_LOCKS) pyproject.toml
 	touch $@
 
 # pytest, ruff, hypothesis, httpx and playwright, for `make test` and `make check`.
-setup-dev: $(VENV)/.installed-dev  ## add the test tools (requirements-dev.lock)
+setup-dev: setup $(VENV)/.installed-dev  ## setup, and the test tools (requirements-dev.lock)
 
 $(VENV)/.installed-dev: requirements-dev.lock $(VENV)/.installed
 	$(PIP) $(addprefix -r ,$(APP_LOCKS)) -r requirements-dev.lock

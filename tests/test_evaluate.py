@@ -45,3 +45,38 @@ def test_evaluate_matches_keras_and_writes_its_files(real_prepared_dir, workdir,
     rows = (workdir / "reports" / "predictions.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 10001
     assert rows[1].startswith("7,")  # the first test digit is a 7
+
+
+@pytest.mark.slow  # runs the evaluate and export stages
+def test_a_model_with_non_finite_outputs_is_refused_by_evaluate_and_export(
+    real_prepared_dir, workdir, committed_params
+):
+    """Before: evaluate wrote "loss": NaN (not JSON) and export's check printed "largest
+    difference nan, digits identical"."""
+    import h5py
+    import keras
+
+    from tests.helpers import REPO_ROOT, run_stage_module
+
+    keras.utils.set_random_seed(0)
+    model = build_model((28, 28, 1), committed_params.train.model)
+    weights = workdir / "models" / "model.h5"
+    save_model(model, workdir / "models" / "model.json", weights)
+    with h5py.File(weights, "r+") as h5:
+        kernels = []
+        h5.visititems(lambda name, item: kernels.append(item) if name.endswith("kernel") else None)
+        kernels[-1][...] = np.nan
+    (workdir / "data").mkdir()
+    (workdir / "data" / "prepared").symlink_to(real_prepared_dir)
+    (workdir / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    for stage, words in [
+        ("evaluate", "models/model.h5: the model's outputs are not finite numbers on 10000 of"),
+        ("export", "the model cannot be exported (retrain it: `dvc repro train`)"),
+    ]:
+        run = run_stage_module(stage, workdir)
+        assert run.returncode == 1, run.stderr[-2000:]
+        last = run.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"{stage}: error: ") and words in last, last
+    assert (
+        not (workdir / "metrics.json").exists() and not (workdir / "models" / "model.onnx").exists()
+    )

@@ -26,7 +26,7 @@ from mnist_dvc.inputs import (
     images_from_npy,
     mnist_like,
 )
-from mnist_dvc.model import load_model
+from mnist_dvc.model import load_model, save_model
 from mnist_dvc.predict import main
 from tests.helpers import ENV
 
@@ -448,3 +448,21 @@ def test_a_model_that_cannot_classify_is_one_line(
     assert document["errors"][0].startswith(f"{bad}: not a readable image")
     assert document["errors"][1].startswith(f"{tmp_path / 'model.json'}: {why}")
     assert err.count("\n") == 2
+
+
+def test_a_model_whose_outputs_are_not_probabilities_is_one_line(tmp_path, digits, capsys):
+    """Before: a linear last layer printed a "probability" of 18.95."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])  # fmt: skip
+    save_model(model, tmp_path / "model.json", tmp_path / "model.h5")
+    image = tmp_path / "digit.png"
+    Image.fromarray(digits[0]).save(image)
+    assert main(["--model-dir", str(tmp_path), str(image)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"predict: error: {tmp_path / 'model.json'}: its last layer (Dense) does not end in a "
+        "softmax: its outputs are not digit probabilities\n"
+    )
