@@ -78,14 +78,22 @@ def run_stage_module(name: str, cwd: Path, **env: str) -> subprocess.CompletedPr
     )
 
 
-def train_in(work: Path, prepared: Path, **train_overrides) -> subprocess.CompletedProcess:
+def train_in(
+    work: Path,
+    prepared: Path,
+    *,
+    numerics: str | None = None,
+    env: dict[str, str] | None = None,
+    **train_overrides,
+) -> subprocess.CompletedProcess:
     """The train stage run in `work` on `prepared` (linked as work/data/prepared) with
-    params.yaml's train section overridden; it must succeed. The model is in work/models."""
+    params.yaml's train section overridden (and `numerics`, and more environment, if given);
+    it must succeed. The model is in work/models."""
     (work / "data").mkdir(exist_ok=True)
     if not (work / "data" / "prepared").exists():
         (work / "data" / "prepared").symlink_to(prepared)
-    write_params(work / "params.yaml", **train_overrides)
-    run = run_stage_module("train", work)
+    write_params(work / "params.yaml", numerics=numerics, **train_overrides)
+    run = run_stage_module("train", work, **(env or {}))
     assert run.returncode == 0, run.stderr[-3000:]
     return run
 

@@ -12,7 +12,7 @@ import pytest
 from mnist_dvc import numerics
 from mnist_dvc.digests import file_digest
 from mnist_dvc.paths import MODEL_WEIGHTS, PROVENANCE
-from tests.helpers import run_stage_module, write_params
+from tests.helpers import train_in
 
 # model.h5 after 1 epoch on the first 2,000 training images, seed 42, numerics portable.
 # Made on an AMD EPYC with AVX2, FMA, AVX-512 (F, VNNI, BF16) and AVX_VNNI, 2 cores, on
@@ -25,12 +25,7 @@ SMALL = {"epochs": 1, "train_images": 2000}
 
 
 def train_small(workdir, prepared, numerics_mode="portable", **env):
-    (workdir / "data").mkdir(exist_ok=True)
-    if not (workdir / "data" / "prepared").exists():
-        (workdir / "data" / "prepared").symlink_to(prepared)
-    write_params(workdir / "params.yaml", numerics=numerics_mode, **SMALL)
-    run = run_stage_module("train", workdir, **env)
-    assert run.returncode == 0, run.stderr[-3000:]
+    train_in(workdir, prepared, numerics=numerics_mode, env=env, **SMALL)
     return json.loads((workdir / PROVENANCE).read_text())
 
 
