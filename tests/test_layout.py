@@ -12,7 +12,7 @@ from tests.helpers import REPO_ROOT
 SUBSYSTEMS = (
     "mnist_dvc/serving/",
     "mnist_dvc/release.py",
-    "mnist_dvc/sweep",  # sweep.py, sweep_grid.py, sweep_task.py, sweep_guard.py
+    "mnist_dvc/sweep/",
     "mnist_dvc/verify.py",
 )
 

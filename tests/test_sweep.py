@@ -28,7 +28,7 @@ import psutil
 import pytest
 import yaml
 
-from mnist_dvc import sweep_grid
+from mnist_dvc.sweep import grid as sweep_grid
 from stages.evaluate import evaluate
 from tests.helpers import ENV, make_repo, sh
 from tests.servers import free_port, wait_until
@@ -316,7 +316,8 @@ def test_user_errors_are_one_line(team, cluster, tmp_path):
 def test_without_ray_the_tasks_run_in_this_process(team, first_sweep, tmp_path):
     # `import ray` fails, as when the sweep extra is not installed.
     code = (
-        "import sys; sys.modules['ray'] = None; from mnist_dvc.sweep import main; sys.exit(main())"
+        "import sys; sys.modules['ray'] = None; "
+        "from mnist_dvc.sweep.cli import main; sys.exit(main())"
     )
     # One experiment of the first sweep (on origin already: skipped) and an invalid one.
     grid = (*GRID[:2], "-S", "train.train_images=2000,0", "-S", "train.optimizer.learning_rate=0.5",
@@ -439,7 +440,7 @@ def test_a_task_whose_node_dies_runs_again_on_another(team, cluster, hard_sweep,
 
 PARENT = """
 import os, subprocess, sys, time
-guard = [sys.executable, "-m", "mnist_dvc.sweep_guard", str(os.getpid()), "--"]
+guard = [sys.executable, "-m", "mnist_dvc.sweep.guard", str(os.getpid()), "--"]
 subprocess.Popen([*guard, "sh", "-c", f"echo $$ > {sys.argv[1]}; sleep 300"])
 time.sleep(300)
 """
@@ -489,7 +490,7 @@ def names_of(options: list[str], commit: str, targets: tuple[str, ...]) -> set[s
 
 
 def test_failure_reasons_are_the_stage_s_own_line():
-    from mnist_dvc.sweep_task import failure_reason
+    from mnist_dvc.sweep.task import failure_reason
 
     output = (
         "Running stage 'train':\n> python -m stages.train\n"
@@ -506,7 +507,7 @@ def test_failure_reasons_are_the_stage_s_own_line():
 
 
 def test_a_clone_folder_is_made_when_missing_and_refused_in_one_line_when_impossible(tmp_path):
-    from mnist_dvc.sweep_task import InfraError, Job, make_workdir
+    from mnist_dvc.sweep.task import InfraError, Job, make_workdir
 
     def job(workdir: Path) -> Job:
         return Job("url", "c" * 40, "sweep-x", (), (), (), 1, {}, None, str(workdir))

@@ -7,7 +7,9 @@ fetching MNIST again, `dvc exp run` with the experiment's params, then push its 
 DVC remote first and its git ref last. A ref on the remote therefore always has its outputs
 there too: a task that dies on the way leaves nothing, or only unreferenced cache files.
 
-Only the standard library at the top: Ray imports this module on every worker.
+Only the standard library and mnist_dvc's own small modules (errors, commands) at the top: Ray
+imports this module on every worker, by its path (mnist_dvc.sweep.task), to run
+run_experiment and to rebuild the Job, the Outcome and an InfraError.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mnist_dvc.commands import last_line
+from mnist_dvc.errors import ToolError
+
 LOG_TAIL_CHARS = 6000  # of each experiment's output, kept for `mnist-sweep --verbose`
+NO_OUTPUT = "no output"  # the reason when a failed command wrote nothing
 STAGE_ERROR = re.compile(r"^[A-Za-z_][\w-]*: (error: |interrupted$)")  # mnist_dvc.stage's lines
 
 
-class InfraError(Exception):
+class InfraError(ToolError):
     """Git or the DVC remote failed (clone, pull, push): worth another try, on any node.
     The message is one line."""
 
@@ -154,10 +160,10 @@ def task_env(cpus: int) -> dict[str, str]:
     }
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """A command through mnist_dvc.sweep_guard (it dies with this process), its output in a
+def guarded(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """A command through mnist_dvc.sweep.guard (it dies with this process), its output in a
     file (DVC and TensorFlow write a lot) that is read back afterwards."""
-    guard = [sys.executable, "-m", "mnist_dvc.sweep_guard", str(os.getpid()), "--"]
+    guard = [sys.executable, "-m", "mnist_dvc.sweep.guard", str(os.getpid()), "--"]
     with tempfile.TemporaryFile("w+", errors="replace") as log:
         proc = subprocess.Popen(
             [*guard, *cmd],
@@ -182,7 +188,7 @@ def dvc(*args: str) -> list[str]:
 
 
 def clone(job: Job, work: Path) -> None:
-    code, output = run(
+    code, output = guarded(
         [
             "git",
             "clone",
@@ -196,16 +202,20 @@ def clone(job: Job, work: Path) -> None:
         cwd=work.parent,
     )
     if code != 0:
-        raise InfraError(f"git clone {job.git_url} failed: {last_line(output)}")
-    code, output = run(["git", "checkout", "--quiet", "--detach", job.commit], cwd=work)
+        raise InfraError(f"git clone {job.git_url} failed: {last_line(output, NO_OUTPUT)}")
+    code, output = guarded(["git", "checkout", "--quiet", "--detach", job.commit], cwd=work)
     if code != 0:
-        raise InfraError(f"commit {job.commit[:12]} is not in {job.git_url}: {last_line(output)}")
+        raise InfraError(
+            f"commit {job.commit[:12]} is not in {job.git_url}: {last_line(output, NO_OUTPUT)}"
+        )
 
 
 def ref_on_remote(job: Job, work: Path) -> bool:
-    code, output = run(["git", "ls-remote", job.git_remote, exp_ref(job.commit, job.name)], work)
+    code, output = guarded(
+        ["git", "ls-remote", job.git_remote, exp_ref(job.commit, job.name)], work
+    )
     if code != 0:
-        raise InfraError(f"git ls-remote {job.git_url} failed: {last_line(output)}")
+        raise InfraError(f"git ls-remote {job.git_url} failed: {last_line(output, NO_OUTPUT)}")
     return bool(output.strip())
 
 
@@ -230,10 +240,10 @@ def configure(job: Job, work: Path) -> None:
         # replace their outputs (mnist_dvc.atomic) rather than write into linked files.
         conf["cache"]["dir"] = str(node_cache(job))
         conf["cache"]["type"] = "hardlink,copy"
-    code, _ = run(["git", "config", "user.email"], work)
+    code, _ = guarded(["git", "config", "user.email"], work)
     if code != 0:
-        run(["git", "config", "user.name", "mnist-sweep"], work)
-        run(["git", "config", "user.email", f"mnist-sweep@{socket.gethostname()}"], work)
+        guarded(["git", "config", "user.name", "mnist-sweep"], work)
+        guarded(["git", "config", "user.email", f"mnist-sweep@{socket.gethostname()}"], work)
 
 
 def node_cache(job: Job) -> Path:
@@ -243,7 +253,7 @@ def node_cache(job: Job) -> Path:
 def pull(job: Job, work: Path) -> None:
     if not job.pull:
         return
-    code, output = run(dvc("pull", *job.pull), work)
+    code, output = guarded(dvc("pull", *job.pull), work)
     if code != 0:
         paths = " ".join(job.pull)
         raise InfraError(
@@ -257,15 +267,15 @@ def exp_run(job: Job, work: Path) -> tuple[int, str]:
     # skipped instead of run again, so no node downloads MNIST.
     sets = [arg for override in job.overrides for arg in ("-S", override)]
     cmd = dvc("exp", "run", "--allow-missing", "--name", job.name, *sets, *job.targets)
-    return run(cmd, work, task_env(job.cpus))
+    return guarded(cmd, work, task_env(job.cpus))
 
 
 def push(job: Job, work: Path) -> None:
     """The outputs first (the work tree holds the experiment's), then the git ref."""
-    code, output = run(dvc("push"), work)
+    code, output = guarded(dvc("push"), work)
     if code != 0:
         raise InfraError(f"dvc push failed: {dvc_error(output)}")
-    code, output = run(dvc("exp", "push", "--no-cache", job.git_remote, job.name), work)
+    code, output = guarded(dvc("exp", "push", "--no-cache", job.git_remote, job.name), work)
     if code != 0:
         raise InfraError(f"dvc exp push {job.git_remote} failed: {dvc_error(output)}")
 
@@ -308,9 +318,4 @@ def dvc_error(output: str) -> str:
     for line in reversed(lines):
         if line.startswith("ERROR: "):
             return line.removeprefix("ERROR: ")
-    return last_line(output)
-
-
-def last_line(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
+    return last_line(output, NO_OUTPUT)

@@ -10,6 +10,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from mnist_dvc.errors import ToolError
+
 NAME_PREFIX = "sweep-"
 # dvc exp names become git refs: keep them short, lowercase hex after the prefix.
 NAME_DIGITS = 10
@@ -17,7 +19,7 @@ _KEY = re.compile(r"^(?:[^:=\s]+:)?[A-Za-z_][\w.\-\[\]]*$")  # [file:]dotted.key
 _OPENERS = {"[": "]", "{": "}", "(": ")"}
 
 
-class GridError(ValueError):
+class GridError(ToolError):
     """A `-S` option that cannot be read. The message says what to write instead."""
 
 

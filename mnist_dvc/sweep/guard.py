@@ -1,6 +1,6 @@
 """Run a command so that it dies with the process that started it.
 
-    python -m mnist_dvc.sweep_guard PARENT_PID -- COMMAND...
+    python -m mnist_dvc.sweep.guard PARENT_PID -- COMMAND...
 
 A sweep task runs `dvc exp run` through this guard. When the task's Ray worker dies (its node
 went down, or the driver was stopped), nothing in the worker can clean up; the kernel then
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3 or args[1] != "--" or not args[0].isdigit():
         print(
-            "sweep_guard: usage: python -m mnist_dvc.sweep_guard PARENT_PID -- COMMAND...",
+            "sweep_guard: usage: python -m mnist_dvc.sweep.guard PARENT_PID -- COMMAND...",
             file=sys.stderr,
         )
         return 2
