@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_dvc.release import ARTIFACT
+from mnist_dvc.released import ARTIFACT
 from tests.helpers import sh
 from tests.servers import answers, free_port, require, wait_until
 from tests.test_registry import (

@@ -11,7 +11,7 @@ from tests.helpers import REPO_ROOT
 
 SUBSYSTEMS = (
     "mnist_dvc/serving/",
-    "mnist_dvc/release.py",
+    "mnist_dvc/registry/",
     "mnist_dvc/sweep/",
     "mnist_dvc/verify.py",
 )

@@ -1,5 +1,5 @@
 """The model registry on real git history: two versions trained from two commits with different
-params, registered with GTO tags by `python -m mnist_dvc.release` (and `make release`/`promote`),
+params, registered with GTO tags by `python -m mnist_dvc.registry` (and `make release`/`promote`),
 pushed to a bare `origin` and a DVC remote, then fetched by version and by stage from outside
 any clone (`dvc artifacts get`, `dvc.api.open`) and loaded with Keras; the refusals (dirty tree,
 out-of-date pipeline, model missing from the remote) each leave one line and no tag.
@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from mnist_dvc import dvc_lock
-from mnist_dvc.release import ARTIFACT
+from mnist_dvc.released import ARTIFACT
 from tests.helpers import REPO_ROOT, make_repo, sh, write_params
 from tests.servers import ceph_rgw
 
@@ -46,7 +47,7 @@ class Registry:
 
 
 def release(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return sh(sys.executable, "-m", "mnist_dvc.release", *args, cwd=repo, check=check)
+    return sh(sys.executable, "-m", "mnist_dvc.registry", *args, cwd=repo, check=check)
 
 
 def tags(repo: Path) -> set[str]:
@@ -364,7 +365,7 @@ def test_refuses_an_out_of_date_pipeline(registry):
 def test_a_release_that_fails_at_its_stage_leaves_no_commit_and_no_tag(registry, monkeypatch):
     """All or nothing: the stage tag comes last, and its failure takes the release commit and
     the version tag back."""
-    from mnist_dvc import release as command
+    from mnist_dvc.registry import tags as command
 
     repo = candidate(registry)
     before = tags(repo)
@@ -547,3 +548,86 @@ def test_promote_moves_a_stage_back(registry, tmp_path):
     dest = tmp_path / "prod"
     artifacts_get(registry, dest, "--stage=prod")
     assert tree(dest) == expected_tree(registry, f"{ARTIFACT}@{V1}")
+
+
+# Serving what the registry names (mnist-serve --stage / --rev)
+
+
+def served_card(args: list[str], log: Path) -> dict:
+    from mnist_dvc.serving.background import serve_in_background
+
+    with (
+        serve_in_background(args, log=log) as (url, _pid),
+        urllib.request.urlopen(f"{url}/model", timeout=10) as answer,
+    ):
+        return json.load(answer)
+
+
+def prod_version(repo: Path) -> str:
+    """The version prod holds by git's own record: the stage tag made last (taggerdate)."""
+    newest = sh("git", "for-each-ref", "--sort=-taggerdate", "--count=1",
+                "--format=%(*objectname)", f"refs/tags/{ARTIFACT}#prod#*", cwd=repo)  # fmt: skip
+    commit = newest.stdout.strip()
+    (version,) = [v for v in (V1, V2) if commit_of(repo, f"{ARTIFACT}@{v}") == commit]
+    return version
+
+
+def test_mnist_serve_serves_the_version_in_a_stage_and_follows_a_promotion(registry, tmp_path):
+    """`mnist-serve --stage prod --repo ORIGIN` downloads the version prod holds into a cache
+    folder and says so in /model; after `make promote` moves prod to the other version (in a
+    copy of the team's repository, so the shared registry keeps its tags), a restart serves
+    that one. Each version's files are the ones its dvc.lock records, and its test accuracy is
+    that commit's metrics.json."""
+    team = tmp_path / "team.git"
+    sh("git", "clone", "-q", "--mirror", str(registry.origin), str(team), cwd=tmp_path)
+    cache = tmp_path / "cache"
+    args = ["--stage", "prod", "--repo", str(team), "--cache-dir", str(cache)]
+
+    def check(card: dict, version: str) -> None:
+        assert card["release"]["version"] == version and card["release"]["stage"] == "prod"
+        assert card["release"]["commit"] == commit_of(team, f"{ARTIFACT}@{version}")
+        locked = locked_outputs(team, f"{ARTIFACT}@{version}", registry.path)
+        for served in card["files"]:
+            assert served["md5"] == locked[f"{registry.path}/{Path(served['path']).name}"]
+        assert card["dvc_lock"]["matches"] is True, card["dvc_lock"]
+        metrics = json.loads(sh("git", "show", f"{ARTIFACT}@{version}:metrics.json",
+                                cwd=team).stdout)  # fmt: skip
+        assert card["metrics"]["accuracy"] == metrics["accuracy"], card["metrics"]
+
+    now = prod_version(team)  # V2 as built; V1 after the roll-back test
+    other = V1 if now == V2 else V2
+    first = served_card(args, tmp_path / "serve-1.log")
+    check(first, now)
+    assert "downloaded" in first["release"]["note"]
+
+    work = tmp_path / "work"
+    sh("git", "clone", "-q", str(team), str(work), cwd=tmp_path)
+    sh("git", "fetch", "-q", "--tags", cwd=work)
+    release(work, "promote", other, "prod")
+    sh("git", "push", "-q", "origin", "--tags", cwd=work)
+    assert prod_version(team) == other
+
+    second = served_card(args, tmp_path / "serve-2.log")
+    check(second, other)
+    assert second["files"][0]["md5"] != first["files"][0]["md5"]  # another model
+
+    again = served_card(["--rev", now, *args[2:]], tmp_path / "serve-3.log")
+    assert again["release"]["version"] == now and again["release"]["stage"] is None
+    assert "from the cache folder" in again["release"]["note"]
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        (["--rev", "v9.9.9"], f"{ARTIFACT} v9.9.9 is not registered in "),
+        (["--stage", "dev"], f"no version of {ARTIFACT} is in stage dev in "),
+    ],
+)
+def test_mnist_serve_refuses_a_version_the_registry_lacks(registry, tmp_path, how, said):
+    where = ["--repo", str(registry.origin), "--cache-dir", str(tmp_path / "cache")]
+    run = sh(sys.executable, "-m", "mnist_dvc.serving", *how, *where, cwd=tmp_path, check=False)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and len(lines) == 1, run.stderr
+    assert lines[0].startswith(f"mnist-serve: error: {said}"), lines[0]
+    assert f"its versions are {V1}, {V2}" in lines[0]
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.h5"))

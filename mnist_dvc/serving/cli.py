@@ -2,6 +2,10 @@
 
     mnist-serve [--engine onnx|keras] [--host 127.0.0.1] [--port 8000] [--model-dir models]
                 [--no-batching] [--max-batch 64] [--threads 1]
+    mnist-serve --rev v1.2.0 | --stage prod  [--repo PATH-OR-GIT-URL] [--cache-dir DIR]
+
+--rev and --stage serve a version from the registry (GTO tags, `make release`): downloaded with
+DVC's artifact download into a cache folder once, then served from there (serving/fetched.py).
 
 GET /                          the drawing page (self-contained: nothing from other sites)
 POST /predict                  {"instances": [28x28 arrays in [0, 1], ...]} or an image upload
@@ -34,6 +38,8 @@ from mnist_dvc.paths import MODEL_JSON
 from mnist_dvc.serving.app import MAX_BATCH, create_app
 from mnist_dvc.serving.card import model_card, stale_onnx
 from mnist_dvc.serving.engines import ENGINES, load_engine
+from mnist_dvc.serving.fetched import default_cache, fetch
+from mnist_dvc.serving.protocol import HEAD_TIMEOUT_S, with_head_timeout
 
 THREADS = 1  # per operation: on a 2-core machine the event loop needs the other core
 
@@ -81,6 +87,17 @@ def positive(least: int, most: int | None = None):
     return parse
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds from 0.1 to 3600."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.1 <= value <= 3600:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text}: must be from 0.1 to 3600 seconds")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(
         prog="mnist-serve",
@@ -98,8 +115,21 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--model-dir",
         type=Path,
-        default=MODEL_JSON.parent,
         help="folder with model.onnx, model.json and model.h5 (default: models)",
+    )
+    registry = parse.add_mutually_exclusive_group()
+    registry.add_argument("--rev", metavar="VERSION", help="serve this registered version")
+    registry.add_argument("--stage", help="serve the version in this stage (dev, staging, prod)")
+    parse.add_argument(
+        "--repo",
+        default=".",
+        help="the repository --rev or --stage read the registry from: a path or a git URL "
+        "(default: this one)",
+    )
+    parse.add_argument(
+        "--cache-dir",
+        type=Path,
+        help=f"where registered versions are downloaded to (default: {default_cache()})",
     )
     parse.add_argument(
         "--no-batching", action="store_true", help="one model call per request (to compare)"
@@ -118,18 +148,49 @@ def parser() -> argparse.ArgumentParser:
         help="the engine's threads per operation; 0: one per core (default %(default)s: the "
         "event loop needs a core of its own)",
     )
+    parse.add_argument(
+        "--head-timeout",
+        type=seconds,
+        default=HEAD_TIMEOUT_S,
+        help="seconds a connection has to send a request's line and headers (default "
+        "%(default)g); a late one gets a 408 and is closed",
+    )
+    parse.add_argument(
+        "--http",
+        choices=("httptools", "h11"),
+        default="httptools",
+        help="HTTP parser: httptools (default, with the head timeout) or h11, uvicorn's "
+        "pure-Python one (to compare: scripts/bench_serve.py)",
+    )
+    parse.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop: uvloop (default) or asyncio's own (to compare)",
+    )
     parse.add_argument("--access-log", action="store_true", help="log every request")
     return parse
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    parse = parser()
+    args = parse.parse_args(argv)
+    from_registry = args.rev is not None or args.stage is not None
+    if from_registry and args.model_dir is not None:
+        parse.error("--model-dir serves a folder; --rev and --stage a registered version")
+    release = None
     try:
+        if from_registry:
+            cache = args.cache_dir or default_cache()
+            fetched = fetch(args.repo, args.rev, args.stage, cache)
+            args.model_dir, release = fetched.model_dir, fetched.release()
+            print(f"mnist-serve: {release['note']}: {fetched.model_dir}", file=sys.stderr)
+        args.model_dir = args.model_dir or MODEL_JSON.parent
         with quiet_stderr():
             if args.engine == "onnx" and (stale := stale_onnx(args.model_dir)):
                 raise StageError(stale)
             predictor = load_engine(args.model_dir, args.engine, threads=args.threads or None)
-            card = model_card(args.model_dir, args.engine)
+            card = model_card(args.model_dir, args.engine, release)
     except StageError as error:
         print(f"mnist-serve: error: {error}", file=sys.stderr)
         return 1
@@ -165,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         access_log=args.access_log,
         log_level="info",
         timeout_graceful_shutdown=5,
-        http="httptools",
-        loop="uvloop",
+        http=with_head_timeout(args.head_timeout) if args.http == "httptools" else "h11",
+        loop=args.loop,
         timeout_keep_alive=5,
     )
     return 0

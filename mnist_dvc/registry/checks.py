@@ -1,0 +1,133 @@
+"""What a commit must be before it is released, each check one line when it fails: a clean git
+tree, a pipeline that `dvc status` calls up to date, and every model file in the default DVC
+remote. Cheapest checks first, so that a refusal comes fast."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+from mnist_dvc import commands, dvc_lock
+from mnist_dvc.errors import ToolError, describe
+from mnist_dvc.released import ARTIFACT
+
+STAGES = ("dev", "staging", "prod")
+MAX_VERSION = 64  # characters: v1.2.0-rc.1+build.5 and then some; a git tag name stays short
+
+
+class Refused(ToolError):
+    """Why nothing was tagged, in one line that says what to do."""
+
+
+git = partial(commands.git, error=Refused)  # git(root, *args): its stdout, or Refused
+
+
+def repo_root() -> Path:
+    run = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=False
+    )
+    if run.returncode != 0:
+        raise Refused("not inside a git repository: run this in a clone of the project")
+    return Path(run.stdout.strip())
+
+
+def check_version(version: str) -> None:
+    # GTO's own rule ("v" and a SemVer), checked before the slower checks run.
+    from gto.versions import SemVer
+
+    if len(version) > MAX_VERSION:
+        raise Refused(f"a version has at most {MAX_VERSION} characters, got {len(version)}")
+    if not SemVer.is_valid(version):
+        raise Refused(f"a version looks like v1.2.0 (SemVer with a leading v), got {version!r}")
+
+
+def check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        shown = stage if len(stage) <= MAX_VERSION else f"{stage[:MAX_VERSION]}..."
+        raise Refused(f"a stage is one of {', '.join(STAGES)}, got {shown!r}")
+
+
+def check_git_clean(root: Path) -> None:
+    # Untracked files count too: a new module that was never committed is not in the version.
+    changed = [line[3:] for line in git(root, "status", "--porcelain").splitlines()]
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise Refused(
+            f"the git work tree has uncommitted changes ({', '.join(changed[:3])}{more}): "
+            "commit or stash them, then release"
+        )
+
+
+def artifact_path(root: Path) -> str:
+    """The artifact's path from dvc.yaml, as `dvc artifacts get` will read it at the tag."""
+    try:
+        declared = yaml.safe_load((root / "dvc.yaml").read_text()).get("artifacts") or {}
+        return str(declared[ARTIFACT]["path"]).rstrip("/")
+    except (OSError, AttributeError, KeyError, TypeError):
+        raise Refused(
+            f"dvc.yaml declares no artifact {ARTIFACT} with a path: add it under `artifacts:`"
+        ) from None
+
+
+def model_files(root: Path, path: str) -> dict[str, str]:
+    """The model's outputs with the md5 that dvc.lock records: what the tag will stand for."""
+    try:
+        found = dvc_lock.outs_under(dvc_lock.read(root / "dvc.lock"), path)
+    except dvc_lock.LockError:
+        raise Refused("no dvc.lock: run `dvc repro` and commit dvc.lock, then release") from None
+    if not found:
+        raise Refused(f"dvc.lock has no output under {path}/: run `dvc repro`, commit, release")
+    return found
+
+
+def check_pipeline(repo) -> None:
+    status = repo.status()
+    if status:
+        raise Refused(
+            f"the pipeline is not up to date (dvc status: {', '.join(sorted(status))} changed): "
+            "run `dvc repro` (or `dvc pull` for outputs not fetched) and commit dvc.lock"
+        )
+
+
+def default_remote(repo) -> tuple[str, str]:
+    name = repo.config["core"].get("remote")
+    if not name:
+        raise Refused("no default DVC remote: `dvc remote add -d NAME URL`, commit, `dvc push`")
+    return name, str(repo.config["remote"][name]["url"])
+
+
+def check_in_remote(repo, path: str) -> None:
+    """Every file of the model is in the default remote, as a consumer of the tag needs it.
+    DVC reports an unreachable HTTP remote as files missing, so the message says both."""
+    name, url = default_remote(repo)
+    try:
+        status = repo.data_status(
+            targets=[path], granular=True, not_in_remote=True, remote_refresh=True
+        )
+    except Exception as error:  # DVC raises many kinds for a remote it cannot reach
+        reason = describe(error)
+        raise Refused(f"cannot check the default remote {name!r} ({url}): {reason}") from None
+    missing = sorted(entry.replace(os.sep, "/") for entry in status["not_in_remote"])
+    if missing:
+        more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+        raise Refused(
+            f"{', '.join(missing[:2])}{more} not in the default remote {name!r} ({url}), or it "
+            "cannot be reached: run `dvc push`, then release"
+        )
+
+
+def check_release(root: Path) -> dict[str, str]:
+    """All the reasons not to release HEAD, cheapest first; the model's files when none."""
+    from dvc.repo import Repo
+
+    check_git_clean(root)
+    path = artifact_path(root)
+    files = model_files(root, path)
+    with Repo(os.fspath(root)) as repo:
+        check_pipeline(repo)
+        check_in_remote(repo, path)
+    return files

@@ -1,0 +1,105 @@
+"""A registered version of mnist-cnn, downloaded once into a cache folder and served from there
+(mnist-serve --rev v1.2.0, or --stage prod; --repo names the repository, a path or a git URL).
+
+The version's commit comes from the repository's GTO tags (mnist_dvc/registry/lookup.py); the
+model folder from DVC's own artifact download (what `dvc artifacts get` does), from the DVC
+remote that commit names; dvc.lock and metrics.json from git at that commit. The folder is
+laid out as a clone is, `<version>/models/` beside `<version>/dvc.lock`, so that GET /model
+checks the files against that commit's dvc.lock and shows that commit's test accuracy, as it
+does for this repository's own models/.
+
+A version's folder is named by its commit as well, and written under a hidden name, then
+renamed: a download cut short is never served, and a version tag moved to another commit is
+downloaded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_dvc.atomic import atomic_output
+from mnist_dvc.errors import StageError, describe
+from mnist_dvc.paths import METRICS, MODEL_JSON
+from mnist_dvc.registry.checks import Refused
+from mnist_dvc.registry.lookup import Registered, find
+from mnist_dvc.released import ARTIFACT
+
+GIT_FILES = ("dvc.lock", METRICS.name)  # beside models/, read from git at the version's commit
+
+
+@dataclass(frozen=True)
+class Fetched:
+    model_dir: Path
+    registered: Registered
+    repo: str
+    downloaded: bool  # False: it was in the cache folder already
+
+    def release(self) -> dict:
+        """What GET /model says of where the model came from."""
+        how = "downloaded" if self.downloaded else "from the cache folder"
+        stage = f", the version in stage {self.registered.stage}" if self.registered.stage else ""
+        return {
+            "version": self.registered.version,
+            "stage": self.registered.stage,
+            "commit": self.registered.commit,
+            "repo": self.repo,
+            "note": f"{ARTIFACT} {self.registered.version}{stage}, {how} from {self.repo}",
+        }
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnist-dvc" / "registry"
+
+
+def repo_location(repo: str) -> str:
+    """A local repository as an absolute path (DVC and git resolve relative ones from their
+    own working folder); a URL as it is."""
+    if "://" in repo or (":" in repo.split("/")[0] and not repo.startswith("/")):
+        return repo
+    path = Path(repo).expanduser().resolve()
+    if not path.exists():
+        raise StageError(f"--repo {repo}: no such folder")
+    return str(path)
+
+
+def fetch(repo: str, version: str | None, stage: str | None, cache: Path) -> Fetched:
+    """The folder with the version's models/, downloading it first if the cache lacks it."""
+    repo = repo_location(repo)
+    try:
+        registered = find(repo, version=version, stage=stage)
+    except Refused as error:
+        raise StageError(str(error)) from None
+    key = hashlib.sha256(repo.encode()).hexdigest()[:12]
+    folder = cache / key / f"{registered.version}-{registered.commit[:12]}"
+    model_dir = folder / MODEL_JSON.parent.name
+    if folder.is_dir():
+        return Fetched(model_dir, registered, repo, downloaded=False)
+    try:
+        with atomic_output(folder) as partial:
+            _download(repo, registered, partial)
+    except StageError:
+        raise
+    except Exception as error:  # DVC raises many kinds for a remote it cannot reach
+        raise StageError(
+            f"cannot download {ARTIFACT} {registered.version} from {repo}: {describe(error)}"
+        ) from None
+    return Fetched(model_dir, registered, repo, downloaded=True)
+
+
+def _download(repo: str, registered: Registered, into: Path) -> None:
+    import dvc.api
+    from dvc.repo.artifacts import Artifacts
+
+    into.mkdir(parents=True)
+    out = into / MODEL_JSON.parent.name
+    Artifacts.get(repo, ARTIFACT, version=registered.version, out=os.fspath(out))
+    for name in GIT_FILES:
+        try:
+            data = dvc.api.read(name, repo=repo, rev=registered.commit, mode="rb")
+        except FileNotFoundError:
+            continue  # said by GET /model: no dvc.lock, or not evaluated
+        (into / name).write_bytes(data)
