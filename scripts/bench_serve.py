@@ -1,8 +1,11 @@
 """Load test for mnist-serve: requests/s and p50/p99 latency at 1, 8 and 64 concurrent clients,
-each posting one 28x28 image as JSON ({"instances": [image]}) over a kept-alive connection, with
-and without batching. Writes benchmarks/serve.json.
+each posting one 28x28 image as JSON ({"instances": [image]}) over a kept-alive connection, for
+three configurations side by side in one run (CONFIGS): ONNX Runtime on the fast HTTP path
+(the default), Keras on the fast path, and the configuration before them (Keras on uvicorn's
+defaults: the h11 parser and asyncio's loop). Then requests of 256 instances against ONNX
+Runtime's own speed on batches of 256, measured here too. Writes benchmarks/serve.json.
 
-    python scripts/bench_serve.py --model-dir models      # starts the server itself, twice
+    python scripts/bench_serve.py --model-dir models      # starts each server itself
     python scripts/bench_serve.py --url http://127.0.0.1:8000   # a server already running
 
 The clients are raw asyncio HTTP/1.1 in one process (an HTTP library's per-request cost would
@@ -46,17 +49,32 @@ class Level:
     answered: int = 0  # warm-up included: what the CPU seconds were spent on
 
 
-def request_bodies(host: str, count: int = 32, seed: int = 0) -> list[bytes]:
-    """Kept-alive POST /predict requests, each one 28x28 image of strokes, values rounded to 3
-    decimals as a client would send them (about 2.6 KB of JSON)."""
+CONFIGS = {
+    "onnx, fast path": [],
+    "keras, fast path": ["--engine", "keras"],
+    "before: keras, h11, asyncio": ["--engine", "keras", "--http", "h11", "--loop", "asyncio"],
+}
+BIG = 256  # instances per request for the batch comparison
+
+
+def stroke_images(count: int, seed: int = 0) -> np.ndarray:
+    """28x28 images of strokes, values rounded to 3 decimals as a client would send them."""
     rng = np.random.default_rng(seed)
-    requests = []
-    for _ in range(count):
-        image = np.zeros((28, 28))
+    images = np.zeros((count, 28, 28), np.float32)
+    for image in images:
         top, left = rng.integers(4, 10, size=2)
         image[top : top + 16, left : left + 3] = rng.random(3)
         image[top : top + 3, left : left + 12] = 1.0
-        body = json.dumps({"instances": [np.round(image, 3).tolist()]}).encode()
+    return np.round(images, 3)
+
+
+def request_bodies(host: str, count: int = 32, per_request: int = 1) -> list[bytes]:
+    """Kept-alive POST /predict requests of `per_request` images each (about 2.6 KB of JSON
+    per image)."""
+    images = stroke_images(count * per_request).reshape(count, per_request, 28, 28)
+    requests = []
+    for instances in images:
+        body = json.dumps({"instances": instances.tolist()}).encode()
         head = (
             f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
@@ -103,10 +121,13 @@ async def _client(
         writer.close()
 
 
-async def run_level(url: str, clients: int, seconds: float, warmup: float) -> Level:
+async def run_level(
+    url: str, clients: int, seconds: float, warmup: float, per_request: int = 1
+) -> Level:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    requests = request_bodies(parts.netloc)
+    requests = request_bodies(parts.netloc, count=8 if per_request > 1 else 32,
+                              per_request=per_request)  # fmt: skip
     level = Level(clients)
     start = time.perf_counter() + warmup
     window = (start, start + seconds)
@@ -144,9 +165,9 @@ def own_cpu_seconds() -> float:
 
 
 @contextmanager
-def server(model_dir: Path, batching: bool, options: list[str]) -> Iterator[tuple[str, int]]:
+def server(model_dir: Path, options: list[str]) -> Iterator[tuple[str, int]]:
     """mnist-serve on a free port until the block ends, stopped by its PID."""
-    args = ["--model-dir", str(model_dir), *options, *([] if batching else ["--no-batching"])]
+    args = ["--model-dir", str(model_dir), *options]
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         try:
             with serve_in_background(args, log=Path(tmp) / "serve.log") as running:
@@ -155,14 +176,24 @@ def server(model_dir: Path, batching: bool, options: list[str]) -> Iterator[tupl
             sys.exit(f"bench: {error}")
 
 
-def bench(url: str, pid: int | None, levels: list[int], seconds: float, warmup: float) -> list:
+def bench(
+    url: str,
+    pid: int | None,
+    levels: list[int],
+    seconds: float,
+    warmup: float,
+    config: str,
+    per_request: int = 1,
+) -> list:
     rows = []
     for clients in levels:
         before = get_json(f"{url}/model")["batching"]
         server_cpu, own_cpu = cpu_seconds(pid) if pid else None, own_cpu_seconds()
-        level = asyncio.run(run_level(url, clients, seconds, warmup))
+        level = asyncio.run(run_level(url, clients, seconds, warmup, per_request))
         after = get_json(f"{url}/model")["batching"]
-        row = {"batching": after["enabled"], **summary(level, seconds)}
+        row = {"config": config, "batching": after["enabled"], "instances": per_request,
+               **summary(level, seconds)}  # fmt: skip
+        row["predictions_per_s"] = round(row["rps"] * per_request, 1)
         # Other programs on the machine take CPU from both sides: say how busy it was.
         row["load_average_1min"] = round(os.getloadavg()[0], 2)
         calls = after["model_calls"] - before["model_calls"]
@@ -179,6 +210,22 @@ def bench(url: str, pid: int | None, levels: list[int], seconds: float, warmup: 
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def onnx_runtime_speed(model_dir: Path, threads: int, seconds: float) -> dict:
+    """Images/s of ONNX Runtime itself on batches of BIG, with the server's engine code and
+    `threads` threads per operation: the ceiling for the HTTP path."""
+    from mnist_dvc.serving.engines import load_engine
+
+    run = load_engine(model_dir, "onnx", threads=threads)
+    batch = stroke_images(BIG)
+    run(batch)
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run(batch)
+        calls += 1
+    elapsed = time.perf_counter() - start
+    return {"threads": threads, "batch": BIG, "images_per_s": round(calls * BIG / elapsed, 1)}
 
 
 def machine() -> dict:
@@ -212,13 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.clients.split(",")]
 
-    results = []
+    results, big, ceiling = [], [], []
+    timing = (args.seconds, args.warmup)
     if args.url:
-        results += bench(args.url.rstrip("/"), None, levels, args.seconds, args.warmup)
+        results += bench(args.url.rstrip("/"), None, levels, *timing, "given")
     else:
-        for batching in (True, False):
-            with server(args.model_dir, batching, shlex.split(args.server_args)) as (url, pid):
-                results += bench(url, pid, levels, args.seconds, args.warmup)
+        extra = shlex.split(args.server_args)
+        for config, options in CONFIGS.items():
+            with server(args.model_dir, [*options, *extra]) as (url, pid):
+                results += bench(url, pid, levels, *timing, config)
+                if config == "onnx, fast path":  # requests of BIG instances, 1 and 2 clients
+                    big += bench(url, pid, [1, 2], *timing, config, per_request=BIG)
+        ceiling = [onnx_runtime_speed(args.model_dir, threads, args.seconds) for threads in (1, 2)]
+        print(json.dumps(ceiling), flush=True)
     document = {
         "machine": machine(),
         "request": 'POST /predict, JSON {"instances": [one 28x28 image]}, kept-alive connection',
@@ -227,7 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_seconds": args.warmup,
         "target": TARGET,
         "results": results,
+        "big_requests": big,
+        "onnx_runtime_alone": ceiling,
     }
+    if big and ceiling:
+        best = max(row["predictions_per_s"] for row in big)
+        document["big_request_ratio"] = {
+            f"vs {c['threads']} thread(s)": round(best / c["images_per_s"], 3) for c in ceiling
+        }
+        print(f"bench: {BIG}-instance requests at {best:.0f} images/s: "
+              f"{document['big_request_ratio']} of ONNX Runtime alone", flush=True)  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"bench: wrote {args.out}")

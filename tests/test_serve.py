@@ -710,13 +710,20 @@ def test_the_load_benchmark_runs_end_to_end(model_dir, tmp_path):
     document = json.loads(out.read_text())
     assert document["machine"]["nproc"] >= 1 and document["machine"]["cpu"]
     rows = document["results"]
-    assert [(row["batching"], row["clients"]) for row in rows] == [
-        (True, 1), (True, 4), (False, 1), (False, 4),
+    configs = ["onnx, fast path", "keras, fast path", "before: keras, h11, asyncio"]
+    assert [(row["config"], row["clients"]) for row in rows] == [
+        (config, clients) for config in configs for clients in (1, 4)
+    ]
+    assert [(row["instances"], row["clients"]) for row in document["big_requests"]] == [
+        (256, 1), (256, 2),
     ]  # fmt: skip
-    for row in rows:
-        assert row["requests"] > 0 and row["errors"] == 0
+    for row in rows + document["big_requests"]:
+        assert row["requests"] > 0 and row["errors"] == 0 and row["batching"]
         assert 0 < row["p50_ms"] <= row["p99_ms"]
-    assert all(row["images_per_model_call"] == 1.0 for row in rows if not row["batching"])
+        assert row["predictions_per_s"] == round(row["rps"] * row["instances"], 1)
+    assert [c["threads"] for c in document["onnx_runtime_alone"]] == [1, 2]
+    assert all(c["images_per_s"] > 0 for c in document["onnx_runtime_alone"])
+    assert set(document["big_request_ratio"]) == {"vs 1 thread(s)", "vs 2 thread(s)"}
 
 
 @pytest.mark.slow
@@ -786,3 +793,21 @@ def test_eight_huge_uploads_at_once_stay_in_the_memory_budget_and_give_it_back(m
         memory = process_memory_mb(pid)
         assert memory["VmHWM"] < UPLOAD_PEAK_MB, memory
         assert memory["VmRSS"] < before + 50, (before, memory)
+
+
+@pytest.mark.slow
+def test_both_engines_give_the_same_digits_on_all_test_images(weak_model_dir, real_prepared_dir):
+    """ONNX Runtime (the default) and Keras serve the same model: the same digit for each of
+    the 10,000 MNIST test images and probabilities within 1e-5, through the engines the server
+    runs (mnist_dvc.serving.engines), on a really trained model."""
+    from mnist_dvc.prepared import load_split
+
+    images, _labels = load_split(real_prepared_dir, "test")
+    images = images.reshape(len(images), 28, 28)
+    assert len(images) == 10_000
+    onnx, keras_engine = (load_engine(weak_model_dir, e, threads=2) for e in ("onnx", "keras"))
+    for start in range(0, len(images), 1000):
+        batch = images[start : start + 1000]
+        by_onnx, by_keras = onnx(batch), keras_engine(batch)
+        np.testing.assert_array_equal(by_onnx.argmax(1), by_keras.argmax(1))
+        np.testing.assert_allclose(by_onnx, by_keras, atol=1e-5, rtol=0)
