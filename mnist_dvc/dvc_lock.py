@@ -4,6 +4,12 @@ The one reader of dvc.lock for the tools that ask which files a pipeline run mad
 mnist-serve (are the served files the pipeline's? did `evaluate` score them?), mnist-release
 (which outputs must be in the remote) and mnist-verify. A folder's md5 ends in `.dir`: DVC's
 md5 of its listing.
+
+Two readings. The lenient one (the default) skips an entry it cannot use: the serving card and
+the release ask about some files and say when dvc.lock does not record them. The strict one
+(`strict=True`, mnist-verify's, which compares every output of every stage) refuses a lock
+whose stages are not mappings or whose deps and outs are not lists of paths, and keeps an entry
+without an md5 (as ""), so that it counts as changed rather than as absent.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from pathlib import Path
 import yaml
 
 from mnist_dvc.errors import ProjectError, describe
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
 
 
 class LockError(ProjectError):
@@ -26,20 +34,30 @@ class Stage:
     outs: dict[str, str] = field(default_factory=dict)
 
 
-def parse(text: str, where: str = "dvc.lock") -> dict[str, Stage]:
-    """dvc.lock's text -> {stage name: Stage}; LockError naming `where` if it is not one."""
+def parse(text: str | bytes, where: str = "dvc.lock", *, strict: bool = False) -> dict[str, Stage]:
+    """dvc.lock's text -> {stage name: Stage}; LockError naming `where` if it is not one (or,
+    with `strict`, if a stage or one of its lists of entries is malformed)."""
     try:
-        document = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError) as error:
-        raise LockError(f"{where}: unreadable ({describe(error)})") from None
+        document = yaml.load(text, Loader=_LOADER)
+    except (yaml.YAMLError, ValueError, RecursionError) as error:  # ValueError: a bad date
+        reason = yaml_reason(error) if strict else f"unreadable ({describe(error)})"
+        raise LockError(f"{where}: {reason}") from None
     stages = document.get("stages") if isinstance(document, dict) else None
     if not isinstance(stages, dict):
-        raise LockError(f"{where}: no stages: not a dvc.lock")
-    return {str(name): Stage(_md5s(entry, "deps"), _md5s(entry, "outs"))
-            for name, entry in stages.items()}  # fmt: skip
+        reason = "not a DVC lock file (no stages)" if strict else "no stages: not a dvc.lock"
+        raise LockError(f"{where}: {reason}")
+    if not strict:
+        return {str(name): Stage(_md5s(entry, "deps"), _md5s(entry, "outs"))
+                for name, entry in stages.items()}  # fmt: skip
+    if not all(isinstance(entry, dict) for entry in stages.values()):
+        raise LockError(f"{where}: a stage is not a mapping")
+    # Every stage's outs are checked before any stage's deps: the first fault is the one told.
+    outs = {name: _strict_md5s(entry, "outs", name, where) for name, entry in stages.items()}
+    deps = {name: _strict_md5s(entry, "deps", name, where) for name, entry in stages.items()}
+    return {str(name): Stage(deps[name], outs[name]) for name in stages}
 
 
-def read(path: Path) -> dict[str, Stage]:
+def read(path: Path, *, strict: bool = False) -> dict[str, Stage]:
     """The dvc.lock at `path`; LockError if it is missing or unreadable."""
     try:
         text = path.read_text()
@@ -47,7 +65,7 @@ def read(path: Path) -> dict[str, Stage]:
         raise LockError(f"no dvc.lock in {path.parent}") from None
     except OSError as error:
         raise LockError(f"{path}: unreadable ({describe(error)})") from None
-    return parse(text, str(path))
+    return parse(text, str(path), strict=strict)
 
 
 def all_outs(stages: dict[str, Stage]) -> dict[str, str]:
@@ -61,6 +79,15 @@ def outs_under(stages: dict[str, Stage], folder: str) -> dict[str, str]:
     return {p: md5 for p, md5 in all_outs(stages).items() if p == folder or p.startswith(prefix)}
 
 
+def yaml_reason(error: BaseException) -> str:
+    """What is wrong with a YAML file, in one line: a syntax error as "not valid YAML: ..."
+    with its line (mnist-verify says it so of params.yaml too), anything else as described."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        line = f" (line {error.problem_mark.line + 1})" if error.problem_mark else ""
+        return f"not valid YAML: {error.problem}{line}"
+    return describe(error)
+
+
 def _md5s(entry: object, kind: str) -> dict[str, str]:
     items = entry.get(kind) if isinstance(entry, dict) else None
     return {
@@ -68,3 +95,12 @@ def _md5s(entry: object, kind: str) -> dict[str, str]:
         for item in items or []
         if isinstance(item, dict) and isinstance(item.get("path"), str) and item.get("md5")
     }
+
+
+def _strict_md5s(entry: dict, kind: str, stage: object, where: str) -> dict[str, str]:
+    items = entry.get(kind) or []
+    if not isinstance(items, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("path"), str) for item in items
+    ):
+        raise LockError(f"{where}: stage {stage}: {kind} is not a list of paths")
+    return {item["path"]: str(item.get("md5", "")) for item in items}
