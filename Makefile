@@ -64,7 +64,7 @@ repro: setup  ## dvc repro, the metrics, and the verdict against the committed r
 	@mnist-verify || true
 
 # Do the work tree's results (after `make` or `dvc repro`) reproduce the committed ones?
-# identical, equivalent (and what was made differently) or different; see mnist_dvc/verify.py.
+# identical, equivalent (and what was made differently) or different; see mnist_dvc/verify/.
 verify: setup  ## identical, equivalent or different: the work tree's results against HEAD's
 	mnist-verify
 

@@ -13,7 +13,7 @@ SUBSYSTEMS = (
     "mnist_dvc/serving/",
     "mnist_dvc/registry/",
     "mnist_dvc/sweep/",
-    "mnist_dvc/verify.py",
+    "mnist_dvc/verify/",
 )
 
 
