@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnist_dvc import mnist
-from mnist_dvc.errors import describe
+from mnist_dvc.errors import ToolError, describe
 from mnist_dvc.inputs import InputError, check_images, image_from_bytes
 
 # A request body: an upload of a phone photo fits; a JSON batch of MAX_INSTANCES images
@@ -34,7 +34,7 @@ INSTANCE_SHAPES = ((mnist.IMAGE_ROWS, mnist.IMAGE_COLS), (mnist.IMAGE_ROWS, mnis
 PARSE_INLINE_BYTES = 64 << 10
 
 
-class ClientError(Exception):
+class ClientError(ToolError):
     """Bad input from a client: answered with `status` and {"detail": message}."""
 
     def __init__(self, status: int, message: str) -> None:
