@@ -70,7 +70,3 @@ def main(argv: list[str] | None = None) -> int:
     verdict = compare(work, committed)
     print(render_json(verdict) if args.json else render_text(verdict))
     return EXIT[verdict.verdict]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
