@@ -23,6 +23,7 @@ import yaml
 
 from mnist_dvc import dvc_lock
 from mnist_dvc.released import ARTIFACT
+from mnist_dvc.serving.background import free_port
 from tests.helpers import REPO_ROOT, make_repo, sh, write_params
 from tests.servers import ceph_rgw
 
@@ -624,8 +625,16 @@ def test_mnist_serve_serves_the_version_in_a_stage_and_follows_a_promotion(regis
     ],
 )
 def test_mnist_serve_refuses_a_version_the_registry_lacks(registry, tmp_path, how, said):
-    where = ["--repo", str(registry.origin), "--cache-dir", str(tmp_path / "cache")]
-    run = sh(sys.executable, "-m", "mnist_dvc.serving", *how, *where, cwd=tmp_path, check=False)
+    # A mirror without stage dev: other tests here may assign it (make promote's test does).
+    team = tmp_path / "team.git"
+    sh("git", "clone", "-q", "--mirror", str(registry.origin), str(team), cwd=tmp_path)
+    for tag in sh("git", "tag", "--list", f"{ARTIFACT}#dev#*", cwd=team).stdout.split():
+        sh("git", "tag", "-d", tag, cwd=team)
+    where = ["--repo", str(team), "--cache-dir", str(tmp_path / "cache")]
+    run = subprocess.run(
+        [sys.executable, "-m", "mnist_dvc.serving", *how, *where, "--port", str(free_port())],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 1 and len(lines) == 1, run.stderr
     assert lines[0].startswith(f"mnist-serve: error: {said}"), lines[0]
