@@ -15,6 +15,12 @@ from pathlib import Path
 from mnist_dvc.errors import ProjectError, describe
 
 
+def is_url(location: str) -> bool:
+    """Whether git would read `location` as a URL (scheme://...) or scp-like (user@host:path),
+    rather than as a local path."""
+    return "://" in location or (":" in location.split("/")[0] and not location.startswith("/"))
+
+
 def last_line(stderr: str | bytes, default: str) -> str:
     """The last non-empty line of a program's stderr, or `default` when it wrote nothing."""
     if isinstance(stderr, bytes):

@@ -15,6 +15,11 @@ params.yaml's `numerics` chooses:
   is what the committed model was made with (a 2-core machine's default).
 - `native`: TensorFlow's own choice for this CPU, with every core: faster, other bytes.
 
+`train.precision` is chosen here too (`training_precision`): `auto` trains in float32 under
+`portable`, and under `native` in mixed_bfloat16 where the CPU has bfloat16 instructions
+(AVX512_BF16 or AMX), 1.5-1.8x float32's speed there. Elsewhere TensorFlow emulates bfloat16 at
+about 0.13x float32's speed, so `mixed_bfloat16` is refused where it would be emulated.
+
 TensorFlow reads these settings when it loads, so `configure` runs before it is imported
 (mnist_dvc/stage.py does this for the stages). Only the standard library is used here.
 """
@@ -30,9 +35,10 @@ from pathlib import Path
 from typing import Literal
 
 from mnist_dvc.digests import file_digest
-from mnist_dvc.errors import ProjectError
+from mnist_dvc.errors import ProjectError, StageError
 
 Numerics = Literal["portable", "native"]
+Precision = Literal["auto", "float32", "mixed_bfloat16"]
 
 PORTABLE_INTRA_OP_THREADS = 2
 # What `portable` sets in the environment before TensorFlow loads.
@@ -42,12 +48,20 @@ PORTABLE_ENVIRONMENT = {
     "TF_NUM_INTRAOP_THREADS": str(PORTABLE_INTRA_OP_THREADS),
 }
 # CPU features that decide TensorFlow's kernels (/proc/cpuinfo's names).
-DECIDING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
+DECIDING_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16"
+)  # fmt: skip
+# The flags of a CPU that computes bfloat16 in hardware.
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 VERSIONS_RECORDED = ("tensorflow", "keras", "numpy")
 
 
 class NumericsError(ProjectError):
     """The numerics cannot be chosen any more: TensorFlow was imported first."""
+
+
+class PrecisionError(StageError):
+    """`train.precision` asks for bfloat16 where this CPU or the numerics cannot compute it."""
 
 
 def configure(mode: Numerics) -> None:
@@ -82,12 +96,36 @@ def cpu() -> dict:
     }
 
 
-def provenance(mode: Numerics) -> dict:
-    """Where and how a model is computed: the CPU, the numerics and what they set, the thread
-    counts and the library versions, as the process that called `configure` runs."""
+def training_precision(requested: Precision, mode: Numerics, flags: list[str]) -> str:
+    """The Keras dtype policy `train` computes in, for `train.precision` under `mode` on a CPU
+    with `flags` (cpu()["flags"]); raise PrecisionError where bfloat16 would be emulated."""
+    hardware = [flag for flag in BFLOAT16_FLAGS if flag in flags]
+    if requested == "auto":
+        return "mixed_bfloat16" if mode == "native" and hardware else "float32"
+    if requested == "mixed_bfloat16":
+        if mode != "native":
+            raise PrecisionError(
+                "params.yaml: train.precision: mixed_bfloat16 needs `numerics: native` "
+                "(portable computes in AVX2 code, where bfloat16 is emulated at about 0.13x "
+                "float32's speed); set numerics: native, or train.precision: float32 or auto"
+            )
+        if not hardware:
+            raise PrecisionError(
+                "params.yaml: train.precision: mixed_bfloat16 needs a CPU with AVX512_BF16 or "
+                f"AMX, and this one ({cpu()['model']}) has neither: TensorFlow would emulate "
+                "bfloat16 at about 0.13x float32's speed; use float32 or auto"
+            )
+    return requested
+
+
+def provenance(mode: Numerics, precision: str = "float32") -> dict:
+    """Where and how a model is computed: the CPU, the numerics and what they set, the training
+    precision, the thread counts and the library versions, as the process that called
+    `configure` runs."""
     cores = os.cpu_count()
     return {
         "numerics": mode,
+        "precision": precision,
         "cpu": cpu(),
         "environment": {name: os.environ.get(name) for name in PORTABLE_ENVIRONMENT},
         # TensorFlow's default for both is the number of cores
@@ -103,7 +141,7 @@ def provenance(mode: Numerics) -> dict:
     }
 
 
-def provenance_of(weights: Path, mode: Numerics, previous: Path) -> dict:
+def provenance_of(weights: Path, mode: Numerics, precision: str, previous: Path) -> dict:
     """The provenance of the freshly written `weights`, with their md5. If `previous` (the
     provenance in place) records these very bytes, it is kept as it is: it names the machine
     that first made them, and a rerun elsewhere that reproduced them changes no output."""
@@ -111,7 +149,7 @@ def provenance_of(weights: Path, mode: Numerics, previous: Path) -> dict:
     recorded = read_provenance(previous)
     if recorded is not None and recorded.get("model_h5_md5") == md5:
         return recorded
-    return {"model_h5_md5": md5, **provenance(mode)}
+    return {"model_h5_md5": md5, **provenance(mode, precision)}
 
 
 def read_provenance(path: Path) -> dict | None:
@@ -124,10 +162,15 @@ def read_provenance(path: Path) -> dict | None:
 
 
 def describe(made: dict) -> str:
-    """A provenance in one line: numerics, CPU, threads, versions."""
+    """A provenance in one line: numerics (and a precision other than float32), CPU, threads,
+    versions."""
     cpu, threads, versions = made.get("cpu", {}), made.get("threads", {}), made.get("versions", {})
+    precision = made.get("precision", "float32")  # recorded since train.precision: auto
+    numerics = (
+        made.get("numerics") if precision == "float32" else f"{made.get('numerics')}, {precision}"
+    )
     return (
-        f"numerics {made.get('numerics')}, {cpu.get('model')} ({cpu.get('machine')}: "
+        f"numerics {numerics}, {cpu.get('model')} ({cpu.get('machine')}: "
         f"{' '.join(cpu.get('flags', [])) or 'none of ' + ' '.join(DECIDING_FLAGS)}), "
         f"{threads.get('intra_op')} intra-op threads on {threads.get('cores')} cores, "
         + ", ".join(f"{name} {version}" for name, version in versions.items())

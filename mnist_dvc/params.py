@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from mnist_dvc import mnist
 from mnist_dvc.errors import StageError
-from mnist_dvc.numerics import Numerics
+from mnist_dvc.numerics import Numerics, Precision
 from mnist_dvc.paths import PARAMS, SOURCES
 
 
@@ -128,9 +128,10 @@ class TrainParams(_Section):
     batch_size: PositiveInt
     # Quick-run knob: train on the first N training images only.
     train_images: Annotated[int, Field(ge=1, le=mnist.NUM_TRAIN)]
-    # float32, or mixed_bfloat16: bfloat16 compute, float32 weights (training only; the saved
-    # model computes in float32)
-    precision: Literal["float32", "mixed_bfloat16"]
+    # auto (float32, or mixed_bfloat16 under numerics: native on a CPU with bfloat16
+    # instructions), float32, or mixed_bfloat16: bfloat16 compute, float32 weights (training
+    # only; the saved model computes in float32). mnist_dvc/numerics.training_precision.
+    precision: Precision
     optimizer: OptimizerParams
     model: ModelParams
 

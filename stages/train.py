@@ -24,7 +24,7 @@ from mnist_dvc import mnist, prepared, strict_json
 from mnist_dvc.architectures import build_model
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, write_model
-from mnist_dvc.numerics import provenance_of
+from mnist_dvc.numerics import cpu, provenance_of, training_precision
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, PROVENANCE, TRAIN_LOG_DIR
 from mnist_dvc.stage import run_stage
@@ -33,6 +33,7 @@ from mnist_dvc.stage import run_stage
 def train(
     prepared_dir: Path, p: TrainParams, log_dir: Path | None, callbacks: Sequence = ()
 ) -> keras.Model:
+    """Fit on data/prepared in `p.precision` (float32 or mixed_bfloat16; main() resolves auto)."""
     keras.utils.set_random_seed(p.seed)  # Python, NumPy and TensorFlow generators
     tf.config.experimental.enable_op_determinism()
 
@@ -80,11 +81,13 @@ def train(
 
 def main() -> None:
     params = load_params()
+    precision = training_precision(params.train.precision, params.numerics, cpu()["flags"])
+    p = params.train.model_copy(update={"precision": precision})
     outputs = MODEL_JSON, MODEL_WEIGHTS, PROVENANCE, TRAIN_LOG_DIR
     with atomic_outputs(*outputs) as (json_path, h5_path, provenance_path, logs):
-        model = train(PREPARED_DIR, params.train, logs)
+        model = train(PREPARED_DIR, p, logs)
         write_model(model, json_path, h5_path)
-        made = provenance_of(h5_path, params.numerics, previous=PROVENANCE)
+        made = provenance_of(h5_path, params.numerics, precision, previous=PROVENANCE)
         provenance_path.write_text(strict_json.dumps(made, str(PROVENANCE)))
     print(f"train: wrote {MODEL_JSON}, {MODEL_WEIGHTS}, {PROVENANCE} and {TRAIN_LOG_DIR}/")
 

@@ -95,9 +95,36 @@ def test_provenance_is_kept_when_a_rerun_reproduces_the_bytes(tmp_path):
     weights.write_bytes(b"weights")
     first = {"model_h5_md5": file_digest(weights), "cpu": {"model": "the first machine"}}
     previous.write_text(json.dumps(first))
-    assert numerics.provenance_of(weights, "portable", previous) == first
+    assert numerics.provenance_of(weights, "portable", "float32", previous) == first
     weights.write_bytes(b"other weights")
-    made = numerics.provenance_of(weights, "native", previous)
+    made = numerics.provenance_of(weights, "native", "float32", previous)
     assert made["model_h5_md5"] == file_digest(weights) and made["numerics"] == "native"
     previous.write_text("not JSON")
-    assert numerics.provenance_of(weights, "native", previous)["numerics"] == "native"
+    assert numerics.provenance_of(weights, "native", "float32", previous)["numerics"] == "native"
+
+
+BF16 = ["avx2", "fma", "avx512f", "avx512_bf16"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "mode", "flags", "chosen"),
+    [
+        ("auto", "portable", BF16, "float32"),  # the same bytes on every CPU
+        ("auto", "native", BF16, "mixed_bfloat16"),
+        ("auto", "native", ["avx2", "fma", "amx_tile", "amx_bf16"], "mixed_bfloat16"),
+        ("auto", "native", ["avx2", "fma", "avx512f"], "float32"),
+        ("float32", "native", BF16, "float32"),
+        ("mixed_bfloat16", "native", BF16, "mixed_bfloat16"),
+    ],
+)
+def test_training_precision_chooses_bfloat16_only_where_the_cpu_computes_it(
+    requested, mode, flags, chosen
+):
+    assert numerics.training_precision(requested, mode, flags) == chosen
+
+
+def test_training_precision_refuses_emulated_bfloat16():
+    with pytest.raises(numerics.PrecisionError, match=r"^params.yaml: train.precision: .*native"):
+        numerics.training_precision("mixed_bfloat16", "portable", BF16)
+    with pytest.raises(numerics.PrecisionError, match="needs a CPU with AVX512_BF16 or AMX"):
+        numerics.training_precision("mixed_bfloat16", "native", ["avx2", "fma"])

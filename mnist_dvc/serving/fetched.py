@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_dvc.atomic import atomic_output
+from mnist_dvc.commands import is_url
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.paths import METRICS, MODEL_JSON
 from mnist_dvc.registry.checks import Refused
@@ -58,7 +59,7 @@ def default_cache() -> Path:
 def repo_location(repo: str) -> str:
     """A local repository as an absolute path (DVC and git resolve relative ones from their
     own working folder); a URL as it is."""
-    if "://" in repo or (":" in repo.split("/")[0] and not repo.startswith("/")):
+    if is_url(repo):
         return repo
     path = Path(repo).expanduser().resolve()
     if not path.exists():

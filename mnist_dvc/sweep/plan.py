@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_dvc.commands import git, git_ok, run
+from mnist_dvc.commands import git, git_ok, is_url, run
 from mnist_dvc.errors import ToolError
 from mnist_dvc.sweep.grid import Experiment, GridError, expand
 from mnist_dvc.sweep.task import exp_ref
@@ -78,8 +78,8 @@ def remote_url(repo: Path, name: str) -> str:
             f"no git remote {name!r}: every node clones the sweep's commit from "
             f"it; add one with `git remote add {name} URL` and push"
         ) from None
-    if "://" in url or (":" in url.split("/")[0] and not url.startswith("/")):
-        return url  # a URL or scp-like user@host:path
+    if is_url(url):
+        return url
     return str((repo / url).resolve())
 
 
