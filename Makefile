@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all help check setup setup-dev setup-sweep setup-bench bench system-packages repro verify test lint lock lock-extras clean
+.PHONY: all help check setup setup-dev setup-sweep setup-bench setup-gpu bench system-packages repro verify test lint lock lock-extras lock-gpu clean
 
 all: repro  ## set up the pinned environment and run the whole pipeline (the default)
 
@@ -27,7 +27,7 @@ $(VENV)/.installed: $(APP_LOCKS) pyproject.toml
 	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
-# pytest, ruff, hypothesis, httpx and playwright, for `make test` and `make check`.
+# pytest, pytest-xdist, ruff, hypothesis, httpx and playwright, for `make test` and `make check`.
 setup-dev: setup $(VENV)/.installed-dev  ## setup, and the test tools (requirements-dev.lock)
 
 $(VENV)/.installed-dev: requirements-dev.lock $(VENV)/.installed
@@ -46,6 +46,14 @@ setup-bench: $(VENV)/.installed-bench  ## add tf-keras for the benchmark (requir
 
 $(VENV)/.installed-bench: requirements-bench.lock $(VENV)/.installed
 	$(PIP) -r requirements.lock -r requirements-bench.lock
+	touch $@
+
+# TensorFlow's CUDA libraries, for a machine with an NVIDIA GPU: the pipeline runs there under
+# `numerics: native` (portable hides the GPU). Built, untested: no run has used it on a GPU.
+setup-gpu: $(VENV)/.installed-gpu  ## add TensorFlow's CUDA libraries (requirements-gpu.lock; untested)
+
+$(VENV)/.installed-gpu: requirements-gpu.lock $(VENV)/.installed
+	$(PIP) -r requirements.lock -r requirements-gpu.lock
 	touch $@
 
 # The page template that lets `dvc plots` draw offline (Vega libraries from npm, inlined).
@@ -72,12 +80,16 @@ lint: setup-dev  ## ruff check and ruff format --check
 	ruff check .
 	ruff format --check .
 
+# Two pytest-xdist processes: many tests wait on servers, git, dvc or one core, and each test file
+# stays in one process, so that its fixtures are built once (tests/conftest.py).
+PYTEST := pytest -n 2 --dist loadgroup
+
 test: lint setup-sweep setup-bench  ## lint and every test (what CI runs)
-	pytest --durations=25
+	$(PYTEST) --durations=25
 
 # The fast loop: lint, then every test not marked slow.
 check: lint  ## lint and the fast loop (pytest -m 'not slow')
-	pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 help:  ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' Makefile
@@ -101,6 +113,12 @@ lock:  ## re-resolve every lock from pyproject.toml
 	  /tmp/mnist-dvc-lock/bin/pip freeze --exclude-editable; } > /tmp/mnist-dvc-lock/lock
 	mv /tmp/mnist-dvc-lock/lock requirements.lock
 	$(MAKE) lock-extras
+
+# What tensorflow[and-cuda] adds to requirements.lock, resolved by pip without downloading it.
+lock-gpu: setup  ## re-resolve requirements-gpu.lock (metadata only)
+	$(VENV)/bin/pip install --dry-run --ignore-installed --quiet --report /tmp/mnist-dvc-gpu.json \
+	    -r requirements.lock "tensorflow[and-cuda]==$$(sed -n 's/^tensorflow==//p' requirements.lock)"
+	$(VENV)/bin/python scripts/lock_gpu.py /tmp/mnist-dvc-gpu.json
 
 # Each optional group's lock: what installing it on top of requirements.lock adds, in a venv of
 # its own (pip refuses if the group needs other versions of locked packages). The lock's own

@@ -38,7 +38,7 @@ from bench_workers import (
     QUICK,
     ROOT,
     WORKERS,
-    count_flops,  # noqa: F401 (tests/test_bench.py imports it from here)
+    count_flops,  # noqa: F401 (tests/scripts/test_bench.py imports it from here)
 )
 
 NOTEBOOK = {"accuracy": 0.9926, "loss": 0.0236}  # what the notebook printed

@@ -1,14 +1,18 @@
 """Shared fixtures: real MNIST (fetched once per machine into the download cache, then through
 the real stages), a scratch working directory for stages that write relative paths, and what
-several test files train on: one quick `dvc repro` and one weak model, each made once."""
+several test files train on: one quick `dvc repro` and one weak model, each made once per test
+run, also when pytest-xdist runs the tests in several processes (`make test`)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from mnist_dvc.params import load_params, load_sources
 from stages.fetch import default_cache_dir, fetch
@@ -21,6 +25,32 @@ from tests.helpers import (
     train_in,
     write_params,
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's `--dist loadgroup` each test file runs in one process, so that its
+    module fixtures are built once; files that share more (the registry's) name one group."""
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+
+
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that `build` fills once per test run. Under pytest-xdist the first process to
+    ask builds it in the run's shared temporary folder, and the others wait for it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = factory.getbasetemp().parent
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(shared / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -74,11 +104,13 @@ def weak_model_dir(real_prepared_dir, tmp_path_factory) -> Path:
     95 % accurate, in under a minute on two cores (with model.onnx, which mnist-serve serves by
     default). With 4,000 images (81 %) near-ambiguous digits flipped between a PNG and a JPEG
     of the same drawing. Tests must not write into it."""
-    work = tmp_path_factory.mktemp("weak-model")
-    train_in(work, real_prepared_dir, epochs=1, train_images=12000)
-    export = run_stage_module("export", work)
-    assert export.returncode == 0, export.stderr[-3000:]
-    return work / "models"
+
+    def build(work: Path) -> None:
+        train_in(work, real_prepared_dir, epochs=1, train_images=12000)
+        export = run_stage_module("export", work)
+        assert export.returncode == 0, export.stderr[-3000:]
+
+    return built_once(tmp_path_factory, "weak-model", build) / "models"
 
 
 QUICK_RUN = {"epochs": 1, "train_images": 2000}  # params.yaml's train section, for speed
@@ -103,7 +135,12 @@ class QuickRun:
 def quick_run(real_raw_dir, tmp_path_factory) -> QuickRun:
     """This work tree in a new repository, a commit that sets QUICK_RUN, then `dvc repro`
     from nothing (the real fetch reads the download cache): made once per session."""
-    repo = make_repo(tmp_path_factory.mktemp("quick-run") / "repo")
-    write_params(repo / "params.yaml", **QUICK_RUN)
-    sh("git", "commit", "-qam", "quick run", cwd=repo)
-    return QuickRun(repo, sh("dvc", "repro", cwd=repo).stdout)
+
+    def build(folder: Path) -> None:
+        repo = make_repo(folder / "repo")
+        write_params(repo / "params.yaml", **QUICK_RUN)
+        sh("git", "commit", "-qam", "quick run", cwd=repo)
+        (folder / "repro.out").write_text(sh("dvc", "repro", cwd=repo).stdout)
+
+    folder = built_once(tmp_path_factory, "quick-run", build)
+    return QuickRun(folder / "repo", (folder / "repro.out").read_text())

@@ -174,6 +174,7 @@ def test_keras_long_reasons_are_cut_short(model, tmp_path):
     assert "..." in message
 
 
+@pytest.mark.slow  # runs the evaluate stage
 def test_evaluate_is_one_line_about_a_nested_model_json(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "model.json").write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)

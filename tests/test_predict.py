@@ -173,6 +173,7 @@ def test_bad_inputs_are_named_and_the_rest_classified(weak_model_dir, digits, tm
     )
 
 
+@pytest.mark.slow  # runs mnist-predict in a process
 def test_missing_model_is_one_line_and_a_json_document(tmp_path, digits):
     good = tmp_path / "good.png"
     Image.fromarray(digits[0]).save(good)

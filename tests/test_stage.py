@@ -72,6 +72,7 @@ def test_ctrl_c_ends_in_one_line_and_status_130(capsys):
     assert capsys.readouterr().err == "train: interrupted\n"
 
 
+@pytest.mark.slow  # a fresh Python loads TensorFlow
 def test_importing_a_stage_module_changes_nothing_in_the_importer(tmp_path):
     """Tests and benchmarks import stage modules: that installs no signal handler, checks no
     lock and chooses no numerics (only `python -m stages.<name>` does)."""

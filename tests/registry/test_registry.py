@@ -4,7 +4,7 @@ pushed to a bare `origin` and a DVC remote, then fetched by version and by stage
 any clone (`dvc artifacts get`, `dvc.api.open`) and loaded with Keras; the refusals (dirty tree,
 out-of-date pipeline, model missing from the remote) each leave one line and no tag.
 
-One registry (`shared_registry`) serves this file and tests/test_http_remote.py: its two
+One registry (`shared_registry`) serves this file and tests/registry/test_http_remote.py: its two
 trainings are most of their run time."""
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from mnist_dvc.serving.background import free_port
 from tests.helpers import REPO_ROOT, make_repo, sh, write_params
 from tests.servers import ceph_rgw
 
-pytestmark = pytest.mark.slow  # runs dvc repro, git, gto and a Ceph S3 server
+# One process runs both registry files under pytest-xdist: they share one registry.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("registry")]  # dvc repro, git, gto, Ceph
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 V1, V2 = "v1.0.0", "v1.1.0"

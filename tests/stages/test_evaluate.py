@@ -21,17 +21,30 @@ def test_score_by_hand():
     assert set(per_digit) == {"0", "1"}  # no test digit of the others
 
 
-def test_evaluate_matches_keras_and_writes_its_files(real_prepared_dir, workdir, committed_params):
+TEST_IMAGES = 2000  # the first 2,000 real test images hold every digit
+
+
+@pytest.fixture
+def small_prepared_dir(real_prepared_dir, tmp_path):
+    """The prepared test split's first TEST_IMAGES (evaluate reads only the test split)."""
+    for array in ("x_test", "y_test"):
+        np.save(
+            tmp_path / f"{array}.npy", np.load(real_prepared_dir / f"{array}.npy")[:TEST_IMAGES]
+        )
+    return tmp_path
+
+
+def test_evaluate_matches_keras_and_writes_its_files(small_prepared_dir, workdir, committed_params):
     import keras
 
     keras.utils.set_random_seed(0)
     model = build_model((28, 28, 1), committed_params.train.model)
     save_model(model, workdir / "models" / "model.json", workdir / "models" / "model.h5")
     metrics, per_digit, labels, predicted = evaluate(
-        real_prepared_dir, workdir / "models" / "model.json", workdir / "models" / "model.h5", 1000
+        small_prepared_dir, workdir / "models" / "model.json", workdir / "models" / "model.h5", 1000
     )
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
-    x_test, y_test = (np.load(real_prepared_dir / f"{a}_test.npy") for a in "xy")
+    x_test, y_test = (np.load(small_prepared_dir / f"{a}_test.npy") for a in "xy")
     keras_loss, keras_accuracy = model.evaluate(
         x_test, keras.utils.to_categorical(y_test, 10), batch_size=1000, verbose=0
     )
@@ -43,7 +56,7 @@ def test_evaluate_matches_keras_and_writes_its_files(real_prepared_dir, workdir,
     assert json.loads((workdir / "metrics.json").read_text()) == metrics
     assert json.loads((workdir / "reports" / "per_digit.json").read_text()) == per_digit
     rows = (workdir / "reports" / "predictions.csv").read_text().splitlines()
-    assert rows[0] == "actual,predicted" and len(rows) == 10001
+    assert rows[0] == "actual,predicted" and len(rows) == TEST_IMAGES + 1
     assert rows[1].startswith("7,")  # the first test digit is a 7
 
 

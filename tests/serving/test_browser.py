@@ -23,7 +23,7 @@ from mnist_dvc import mnist
 from mnist_dvc.idx import read_idx
 from mnist_dvc.model import load_model
 from tests.helpers import REPO_ROOT, missing_prerequisite
-from tests.test_serve import serve_commands, serving
+from tests.serving.helpers import serve_commands, serving
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,7 @@ import pytest
 
 from mnist_dvc.released import ARTIFACT
 from tests.helpers import sh
-from tests.servers import answers, free_port, require, wait_until
-from tests.test_registry import (
+from tests.registry.test_registry import (
     ARTIFACTS,
     V1,
     V2,
@@ -31,8 +30,10 @@ from tests.test_registry import (
     shared_registry,
     tree,
 )
+from tests.servers import answers, free_port, require, wait_until
 
-pytestmark = pytest.mark.slow  # runs dvc repro (shared registry), git and nginx
+# One process runs both registry files under pytest-xdist: they share one registry.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("registry")]  # dvc repro, git, nginx
 
 NGINX = "/usr/sbin/nginx"
 PREFIX = "mnist-dvc"  # the URL path the remote's folder is served under

@@ -1,0 +1,1 @@
+"""Each stage as DVC runs it (stages/<name>.py): a fresh process, real MNIST, bad input."""
