@@ -1,7 +1,8 @@
 """Locks by role: requirements.lock holds the stages' packages and nothing else, and each extra
 of pyproject.toml is locked in requirements-<extra>.lock as what it adds on top, so that a
-server's or a test tool's upgrade never marks a stage out of date (tests/test_pipeline.py runs
-`dvc status` on that). Checked against the installed packages' own metadata: no registry."""
+server's or a test tool's upgrade never marks a stage out of date
+(tests/pipeline/test_pipeline.py runs `dvc status` on that). Checked against the installed
+packages' own metadata: no registry."""
 
 from __future__ import annotations
 
@@ -98,3 +99,19 @@ def test_this_environment_has_the_locked_versions():
 
 def installed() -> dict[str, str]:
     return {normalized(d.metadata["Name"]): d.version for d in metadata.distributions()}
+
+
+def test_the_gpu_lock_pins_what_tensorflow_and_cuda_adds():
+    # Read from the locked TensorFlow's own metadata: the CUDA libraries need not be installed.
+    cuda = [
+        Requirement(text)
+        for text in metadata.requires("tensorflow") or []
+        if Requirement(text).marker
+        and Requirement(text).marker.evaluate({"extra": "and-cuda"})
+        and not Requirement(text).marker.evaluate({"extra": ""})
+    ]
+    gpu = pins("requirements-gpu.lock")
+    assert sorted(gpu) == sorted(normalized(r.name) for r in cuda)
+    for requirement in cuda:
+        assert requirement.specifier.contains(gpu[normalized(requirement.name)]), requirement
+    assert not set(gpu) & set(STAGES)  # nothing the stages' lock pins
