@@ -10,10 +10,11 @@ the bytes too (measured: 1, 2 and 4 threads give three different models), the nu
 inter-op threads does not.
 
 params.yaml's `numerics` chooses:
-- `portable` (the default): Eigen's kernels, oneDNN's AVX2 code and two intra-op threads on
-  every x86-64 CPU with AVX2, so that every such machine computes the same bytes. Two threads
-  is what the committed model was made with (a 2-core machine's default).
-- `native`: TensorFlow's own choice for this CPU, with every core: faster, other bytes.
+- `portable` (the default): Eigen's kernels, oneDNN's AVX2 code, two intra-op threads and no
+  GPU on every x86-64 CPU with AVX2, so that every such machine computes the same bytes. Two
+  threads is what the committed model was made with (a 2-core machine's default).
+- `native`: TensorFlow's own choice for this CPU, with every core, and the GPUs the caller's
+  CUDA_VISIBLE_DEVICES allows (all, unset): faster, other bytes.
 
 `train.precision` is chosen here too (`training_precision`): `auto` trains in float32 under
 `portable`, and under `native` in mixed_bfloat16 where the CPU has bfloat16 instructions
@@ -46,7 +47,10 @@ PORTABLE_ENVIRONMENT = {
     "TF_ENABLE_ONEDNN_OPTS": "0",  # Eigen's kernels, not oneDNN's ops
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # and oneDNN's sgemm under them in AVX2 code, not AVX-512
     "TF_NUM_INTRAOP_THREADS": str(PORTABLE_INTRA_OP_THREADS),
+    "CUDA_VISIBLE_DEVICES": "",  # no GPU: its kernels are another computation
 }
+# What `native` leaves as the caller set it: which GPUs TensorFlow may use.
+CALLERS_CHOICE = ("CUDA_VISIBLE_DEVICES",)
 # CPU features that decide TensorFlow's kernels (/proc/cpuinfo's names).
 DECIDING_FLAGS = (
     "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16"
@@ -71,7 +75,7 @@ def configure(mode: Numerics) -> None:
     for name, value in PORTABLE_ENVIRONMENT.items():
         if mode == "portable":
             os.environ[name] = value
-        else:  # native: whatever TensorFlow chooses here, whatever the caller's shell had set
+        elif name not in CALLERS_CHOICE:  # native: TensorFlow's choice, whatever the shell set
             os.environ.pop(name, None)
 
 
@@ -118,6 +122,18 @@ def training_precision(requested: Precision, mode: Numerics, flags: list[str]) -
     return requested
 
 
+def gpus() -> list[str]:
+    """The GPUs TensorFlow computes on, by name: none under `portable`, or before TensorFlow is
+    loaded (this module does not load it)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return []
+    return [
+        tf.config.experimental.get_device_details(device).get("device_name", device.name)
+        for device in tf.config.list_physical_devices("GPU")
+    ]
+
+
 def provenance(mode: Numerics, precision: str = "float32") -> dict:
     """Where and how a model is computed: the CPU, the numerics and what they set, the training
     precision, the thread counts and the library versions, as the process that called
@@ -127,6 +143,7 @@ def provenance(mode: Numerics, precision: str = "float32") -> dict:
         "numerics": mode,
         "precision": precision,
         "cpu": cpu(),
+        "gpus": gpus(),
         "environment": {name: os.environ.get(name) for name in PORTABLE_ENVIRONMENT},
         # TensorFlow's default for both is the number of cores
         "threads": {
@@ -173,5 +190,6 @@ def describe(made: dict) -> str:
         f"numerics {numerics}, {cpu.get('model')} ({cpu.get('machine')}: "
         f"{' '.join(cpu.get('flags', [])) or 'none of ' + ' '.join(DECIDING_FLAGS)}), "
         f"{threads.get('intra_op')} intra-op threads on {threads.get('cores')} cores, "
+        + "".join(f"GPU {name}, " for name in made.get("gpus", []))
         + ", ".join(f"{name} {version}" for name, version in versions.items())
     )
