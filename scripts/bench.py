@@ -8,10 +8,11 @@ TensorFlow state carried from one to the next), one at a time: on a 2-core machi
 would measure each other. The quick run (about 15 minutes here) measures speed on a subset.
 `--seeds` runs only the fidelity study and adds it to --out: the full default run (12 epochs,
 60000 images) with seeds 1, 2 and 3 for the project and for the notebook on tf-keras, taking
-turns (about 100 minutes here). `--full` runs both, and 12 epochs of mixed_bfloat16 (about
-2.5 hours more on a CPU without bf16 instructions). The seeds are fixed here, before any
-result: none is chosen by its score. Needs the prepared data (`dvc repro preprocess`) and, for
-the notebook, tf-keras (`make setup-bench`). Prints a table and writes the numbers to --out.
+turns (about 100 minutes here). `--full` runs both, and, on a CPU with AVX512_BF16 or AMX, 12
+epochs of `numerics: native` with mixed_bfloat16 (which `train` refuses elsewhere). The seeds
+are fixed here, before any result: none is chosen by its score. Needs the prepared data
+(`dvc repro preprocess`) and, for the notebook, tf-keras (`make setup-bench`). Prints a table
+and writes the numbers to --out.
 """
 
 from __future__ import annotations
@@ -213,7 +214,9 @@ def main() -> None:
         results = {"machine": machine, **speed_study()}
         if args.full:
             results["seeds"] = seed_study()
-            results["seeds"]["project, mixed_bfloat16"] = mixed_precision_study()
+            mixed = mixed_precision_study()
+            if mixed is not None:
+                results["seeds"]["project, native, mixed_bfloat16"] = mixed
         results["machine"]["load_average_at_end"] = os.getloadavg()
         results["wall_s"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
