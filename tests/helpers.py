@@ -66,6 +66,21 @@ def write_sources(path: Path, sources: list[str]) -> Path:
     return path
 
 
+def run_python(code: str, *args: object) -> subprocess.CompletedProcess:
+    """`python -c code args...` with this checkout importable, in a fresh process (TensorFlow's
+    process-wide state starts anew); it must succeed."""
+    run = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        cwd=REPO_ROOT,
+        env={**ENV, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
 def run_stage_module(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """`python -m stages.<name>` of this checkout in `cwd`, as dvc.yaml runs it."""
     return subprocess.run(

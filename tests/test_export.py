@@ -4,8 +4,6 @@ or twice in one, whatever the process did before; and they still compute Keras's
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -28,7 +26,7 @@ from mnist_dvc.export import (
 from mnist_dvc.model import load_model, write_model
 from mnist_dvc.onnx_bytes import canonical_onnx
 from mnist_dvc.saved_model_bytes import FINGERPRINT_FILE
-from tests.helpers import ENV, REPO_ROOT
+from tests.helpers import run_python
 
 # Exports the model in argv[1] into each folder that follows, tracing and running the model
 # between two exports so that TensorFlow's and tf2onnx's process-wide counters move on.
@@ -51,15 +49,7 @@ for out in map(Path, sys.argv[2:]):
 
 
 def export_in_a_process(source: Path, *outs: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-c", EXPORT, str(source), *map(str, outs)],
-        cwd=REPO_ROOT,
-        env={**ENV, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_python(EXPORT, source, *outs)
 
 
 def contents(folder: Path) -> dict[str, bytes]:

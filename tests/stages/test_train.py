@@ -2,15 +2,13 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import keras
 import pytest
 
 from mnist_dvc import numerics
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
-from tests.helpers import ENV, REPO_ROOT, run_stage_module, train_in, write_params
+from tests.helpers import run_python, run_stage_module, train_in, write_params
 
 pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
 
@@ -74,15 +72,7 @@ def test_mixed_bfloat16_trains_and_saves_a_float32_model(real_prepared_dir, tmp_
         "m = train(Path(sys.argv[1]), p, log_dir=None); "
         "write_model(m, Path(sys.argv[2]) / 'model.json', Path(sys.argv[2]) / 'model.h5')"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script, str(real_prepared_dir), str(tmp_path)],
-        cwd=REPO_ROOT,
-        env={**ENV, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_python(script, real_prepared_dir, tmp_path)
     saved = json.loads((tmp_path / "model.json").read_text())
     dtypes = [layer["config"].get("dtype") for layer in saved["config"]["layers"]]
     # a layer's dtype policy, or the input layer's plain dtype
