@@ -40,6 +40,9 @@ MIN_AGREEMENT = 0.99
 FREE_PARAMS = ("train.seed", "numerics")
 PREPROCESS_STAGE = "preprocess"
 _MISSING = object()  # a param or provenance entry one side does not have
+# Provenance entries recorded since train.precision: auto (2026-12-03), as a provenance from
+# before them means: float32, no GPU, CUDA_VISIBLE_DEVICES unset.
+RECORDED_SINCE = {"precision": "float32", "gpus": [], "environment.CUDA_VISIBLE_DEVICES": None}
 
 
 @dataclass
@@ -83,7 +86,10 @@ def _provenance_of(side: Results) -> dict[str, Any] | None:
     provenance = side.provenance
     if provenance is None or provenance.get("model_h5_md5", side.model_md5) != side.model_md5:
         return None  # none, or one written for another model.h5
-    return flatten({k: v for k, v in provenance.items() if k != "model_h5_md5"})
+    return {
+        **RECORDED_SINCE,
+        **flatten({k: v for k, v in provenance.items() if k != "model_h5_md5"}),
+    }
 
 
 def made_differently(work: Results, committed: Results) -> list[str]:

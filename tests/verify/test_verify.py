@@ -677,3 +677,26 @@ def test_a_damaged_model_is_not_verified(reproduced):
         )
     finally:
         sh("dvc", "checkout", "--force", cwd=reproduced)
+
+
+def test_entries_a_provenance_from_before_lacks_are_not_made_differently():
+    from mnist_dvc.verify.reading import WEIGHTS, Results
+    from mnist_dvc.verify.verdict import made_differently
+
+    before = {"numerics": "portable", "environment": {"TF_NUM_INTRAOP_THREADS": "2"}}
+    now = {
+        **before,
+        "precision": "float32",
+        "gpus": [],
+        "environment": {"TF_NUM_INTRAOP_THREADS": "2", "CUDA_VISIBLE_DEVICES": None},
+    }
+
+    def side(where: str, md5: str, provenance: dict) -> Results:
+        return Results(where, "", {"train": {WEIGHTS: md5}}, {}, {"numerics": "portable"}, 0.99,
+                       [], {"model_h5_md5": md5, **provenance})  # fmt: skip
+
+    assert made_differently(side("the work tree", "a", now), side("HEAD", "b", before)) == []
+    bf16 = {**now, "precision": "mixed_bfloat16"}
+    assert made_differently(side("the work tree", "a", bf16), side("HEAD", "b", before)) == [
+        "precision mixed_bfloat16 (committed float32)"
+    ]
