@@ -82,7 +82,7 @@ lint: setup-dev  ## ruff check and ruff format --check
 
 # Two pytest-xdist processes: many tests wait on servers, git, dvc or one core, and each test file
 # stays in one process, so that its fixtures are built once (tests/conftest.py).
-PYTEST := pytest -n 2 --dist loadgroup
+PYTEST := pytest -n 2 --dist loadfile
 
 test: lint setup-sweep setup-bench  ## lint and every test (what CI runs)
 	$(PYTEST) --durations=25

@@ -26,13 +26,26 @@ from tests.helpers import (
     write_params,
 )
 
+# Test files that share a build beyond their own module, run in one pytest-xdist process.
+SHARED_SCOPES = {  # the registry's two files: one registry (tests/registry/test_registry.py)
+    "tests/registry/test_http_remote.py": "tests/registry",
+    "tests/registry/test_registry.py": "tests/registry",
+}
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist's `--dist loadgroup` each test file runs in one process, so that its
-    module fixtures are built once; files that share more (the registry's) name one group."""
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Under pytest-xdist (make test, make check) each test file runs in one process, so that its
+    module fixtures are built once, and the files of SHARED_SCOPES run in one process together.
+    (`--dist loadgroup` would do this with markers, but pytest-xdist 3.8 cannot group under
+    pytest 9, which no longer reads the test ids it rewrites.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_SCOPES.get(path, path)
+
+    return ByFile(config, log)
 
 
 def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:

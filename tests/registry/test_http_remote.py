@@ -32,8 +32,7 @@ from tests.registry.test_registry import (
 )
 from tests.servers import answers, free_port, require, wait_until
 
-# One process runs both registry files under pytest-xdist: they share one registry.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("registry")]  # dvc repro, git, nginx
+pytestmark = pytest.mark.slow  # runs dvc repro (shared registry), git and nginx
 
 NGINX = "/usr/sbin/nginx"
 PREFIX = "mnist-dvc"  # the URL path the remote's folder is served under

@@ -27,8 +27,7 @@ from mnist_dvc.serving.background import free_port
 from tests.helpers import REPO_ROOT, make_repo, sh, write_params
 from tests.servers import ceph_rgw
 
-# One process runs both registry files under pytest-xdist: they share one registry.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("registry")]  # dvc repro, git, gto, Ceph
+pytestmark = pytest.mark.slow  # runs dvc repro, git, gto and a Ceph S3 server
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 V1, V2 = "v1.0.0", "v1.1.0"
