@@ -18,7 +18,7 @@ params.yaml's `numerics` chooses:
 
 `train.precision` is chosen here too (`training_precision`): `auto` trains in float32 under
 `portable`, and under `native` in mixed_bfloat16 where the CPU has bfloat16 instructions
-(AVX512_BF16 or AMX), 1.5-1.8x float32's speed there. Elsewhere TensorFlow emulates bfloat16 at
+(AVX512_BF16 or AMX), 1.63-1.82x float32's speed there. Elsewhere TensorFlow emulates bfloat16 at
 about 0.13x float32's speed, so `mixed_bfloat16` is refused where it would be emulated.
 
 TensorFlow reads these settings when it loads, so `configure` runs before it is imported
@@ -100,20 +100,25 @@ def cpu() -> dict:
     }
 
 
-def training_precision(requested: Precision, mode: Numerics, flags: list[str]) -> str:
+def training_precision(
+    requested: Precision, mode: Numerics, flags: list[str], gpus: list[str]
+) -> str:
     """The Keras dtype policy `train` computes in, for `train.precision` under `mode` on a CPU
-    with `flags` (cpu()["flags"]); raise PrecisionError where bfloat16 would be emulated."""
+    with `flags` (cpu()["flags"]) and the GPUs TensorFlow computes on (gpus()); raise
+    PrecisionError where bfloat16 would be emulated. On a GPU, `auto` is float32: whether the
+    GPU's bfloat16 is faster for this model has not been measured."""
     hardware = [flag for flag in BFLOAT16_FLAGS if flag in flags]
     if requested == "auto":
-        return "mixed_bfloat16" if mode == "native" and hardware else "float32"
+        return "mixed_bfloat16" if mode == "native" and hardware and not gpus else "float32"
     if requested == "mixed_bfloat16":
         if mode != "native":
+            fix = "set numerics: native, or" if hardware else "this CPU has no AVX512_BF16 or AMX:"
             raise PrecisionError(
                 "params.yaml: train.precision: mixed_bfloat16 needs `numerics: native` "
                 "(portable computes in AVX2 code, where bfloat16 is emulated at about 0.13x "
-                "float32's speed); set numerics: native, or train.precision: float32 or auto"
+                f"float32's speed); {fix} use train.precision: float32 or auto"
             )
-        if not hardware:
+        if not hardware and not gpus:
             raise PrecisionError(
                 "params.yaml: train.precision: mixed_bfloat16 needs a CPU with AVX512_BF16 or "
                 f"AMX, and this one ({cpu()['model']}) has neither: TensorFlow would emulate "

@@ -24,7 +24,7 @@ from mnist_dvc import mnist, prepared, strict_json
 from mnist_dvc.architectures import build_model
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, write_model
-from mnist_dvc.numerics import cpu, provenance_of, training_precision
+from mnist_dvc.numerics import cpu, gpus, provenance_of, training_precision
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, PROVENANCE, TRAIN_LOG_DIR
 from mnist_dvc.stage import run_stage
@@ -34,6 +34,8 @@ def train(
     prepared_dir: Path, p: TrainParams, log_dir: Path | None, callbacks: Sequence = ()
 ) -> keras.Model:
     """Fit on data/prepared in `p.precision` (float32 or mixed_bfloat16; main() resolves auto)."""
+    if p.precision == "auto":  # a caller's slip, not the user's: main() resolves it
+        raise ValueError("train(): resolve precision auto with numerics.training_precision first")
     keras.utils.set_random_seed(p.seed)  # Python, NumPy and TensorFlow generators
     tf.config.experimental.enable_op_determinism()
 
@@ -81,7 +83,7 @@ def train(
 
 def main() -> None:
     params = load_params()
-    precision = training_precision(params.train.precision, params.numerics, cpu()["flags"])
+    precision = training_precision(params.train.precision, params.numerics, cpu()["flags"], gpus())
     p = params.train.model_copy(update={"precision": precision})
     outputs = MODEL_JSON, MODEL_WEIGHTS, PROVENANCE, TRAIN_LOG_DIR
     with atomic_outputs(*outputs) as (json_path, h5_path, provenance_path, logs):
