@@ -33,11 +33,13 @@ SHARED_SCOPES = {  # the registry's two files: one registry (tests/registry/test
 }
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """Under pytest-xdist (make test, make check) each test file runs in one process, so that its
-    module fixtures are built once, and the files of SHARED_SCOPES run in one process together.
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `--dist loadfile` (make test, make check) each test file runs in one process, so
+    that its module fixtures are built once, and the files of SHARED_SCOPES run in one process.
     (`--dist loadgroup` would do this with markers, but pytest-xdist 3.8 cannot group under
     pytest 9, which no longer reads the test ids it rewrites.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None  # another --dist asked for on the command line: xdist's own
     from xdist.scheduler import LoadFileScheduling
 
     class ByFile(LoadFileScheduling):
@@ -76,7 +78,11 @@ def real_raw_dir(tmp_path_factory) -> Path:
     """The four real MNIST IDX files, from the committed sources through the real fetch stage."""
     out = tmp_path_factory.mktemp("real") / "raw"
     committed = load_sources(REPO_ROOT / "sources.yaml")
-    fetch(committed.sources, out, default_cache_dir(), timeout_s=committed.timeout_s)
+    cache = default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    # One process at a time: on a cold cache two would download into the same partial files.
+    with FileLock(cache / ".tests.lock"):
+        fetch(committed.sources, out, cache, timeout_s=committed.timeout_s)
     return out
 
 

@@ -41,8 +41,9 @@ FREE_PARAMS = ("train.seed", "numerics")
 PREPROCESS_STAGE = "preprocess"
 _MISSING = object()  # a param or provenance entry one side does not have
 # Provenance entries recorded since train.precision: auto (2026-12-03), as a provenance from
-# before them means: float32, no GPU, CUDA_VISIBLE_DEVICES unset.
-RECORDED_SINCE = {"precision": "float32", "gpus": [], "environment.CUDA_VISIBLE_DEVICES": None}
+# before them means: float32, no GPU, and no GPU allowed under portable (which now hides it).
+RECORDED_SINCE = {"precision": "float32", "gpus": []}
+HIDDEN_GPUS = {"portable": "", "native": None}  # environment.CUDA_VISIBLE_DEVICES as recorded
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _show(value: Any) -> str:
         return "not set"
     if value is None:  # an environment variable the numerics left unset
         return "unset"
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) and value else json.dumps(value)
 
 
 def _short(md5: str | None) -> str:
@@ -86,8 +87,10 @@ def _provenance_of(side: Results) -> dict[str, Any] | None:
     provenance = side.provenance
     if provenance is None or provenance.get("model_h5_md5", side.model_md5) != side.model_md5:
         return None  # none, or one written for another model.h5
+    hidden = HIDDEN_GPUS.get(provenance.get("numerics"))
     return {
         **RECORDED_SINCE,
+        "environment.CUDA_VISIBLE_DEVICES": hidden,
         **flatten({k: v for k, v in provenance.items() if k != "model_h5_md5"}),
     }
 

@@ -688,7 +688,7 @@ def test_entries_a_provenance_from_before_lacks_are_not_made_differently():
         **before,
         "precision": "float32",
         "gpus": [],
-        "environment": {"TF_NUM_INTRAOP_THREADS": "2", "CUDA_VISIBLE_DEVICES": None},
+        "environment": {"TF_NUM_INTRAOP_THREADS": "2", "CUDA_VISIBLE_DEVICES": ""},
     }
 
     def side(where: str, md5: str, provenance: dict) -> Results:
@@ -696,7 +696,10 @@ def test_entries_a_provenance_from_before_lacks_are_not_made_differently():
                        [], {"model_h5_md5": md5, **provenance})  # fmt: skip
 
     assert made_differently(side("the work tree", "a", now), side("HEAD", "b", before)) == []
-    bf16 = {**now, "precision": "mixed_bfloat16"}
+    bf16 = {**now, "precision": "mixed_bfloat16", "numerics": "native"}
+    bf16["environment"] = {"TF_NUM_INTRAOP_THREADS": "2", "CUDA_VISIBLE_DEVICES": None}
     assert made_differently(side("the work tree", "a", bf16), side("HEAD", "b", before)) == [
-        "precision mixed_bfloat16 (committed float32)"
+        'CUDA_VISIBLE_DEVICES unset (committed "")',
+        "numerics native (committed portable)",
+        "precision mixed_bfloat16 (committed float32)",
     ]
