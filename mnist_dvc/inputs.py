@@ -291,11 +291,17 @@ def check_each_image(array: np.ndarray, name: str) -> Loaded:
     return loaded
 
 
+MAX_DTYPE_SHOWN = 80  # a record dtype's text can be as long as its field names
+
+
 def _check_dtype(dtype: np.dtype, name: str) -> None:
     if dtype.kind not in "uif":  # unsigned and signed integers, floats
         what = NOT_NUMBERS.get(dtype.kind, "values")
+        shown = str(dtype)
+        if len(shown) > MAX_DTYPE_SHOWN:
+            shown = f"{shown[: MAX_DTYPE_SHOWN - 3]}..."
         raise InputError(
-            f"{name}: holds {what} ({dtype}), expected numbers: integers 0-255 or floats 0-1"
+            f"{name}: holds {what} ({shown}), expected numbers: integers 0-255 or floats 0-1"
         )
 
 

@@ -376,3 +376,14 @@ def assert_model_error_names_the_right_file(document: object) -> None:
 @given(st.data())
 def test_any_json_is_a_model_or_one_line_naming_model_json(model_config, data):
     assert_model_error_names_the_right_file(data.draw(any_model_json(model_config)))
+
+
+def test_a_record_dtype_with_long_field_names_is_one_short_line():
+    # found by test_check_images_answers_any_array on 2026-12-03: the whole dtype was quoted
+    fields = [(f"field{'x' * 60}{i}", "?") for i in range(6)]
+    array = np.zeros((28, 28), dtype=fields)
+    with pytest.raises(InputError) as refused:
+        check_each_image(array, "batch.npy")
+    assert_one_line_about(refused.value, "batch.npy")
+    assert str(refused.value).startswith("batch.npy: holds records ([('field")
+    assert "...)" in str(refused.value)
