@@ -4,6 +4,7 @@ import csv
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from mnist_dvc import numerics
@@ -63,7 +64,11 @@ def test_bad_params_stop_train_before_it_starts(real_prepared_dir, workdir):
 def test_mixed_bfloat16_trains_and_saves_a_float32_model(real_prepared_dir, tmp_path):
     # train() itself, in a fresh process: the stage refuses bfloat16 on a CPU that would
     # emulate it (as most test machines would), and the saved model's dtypes are the same
-    # wherever the layers computed.
+    # wherever the layers computed. 1,000 test images: emulated bfloat16 validates slowly.
+    small = tmp_path / "prepared"
+    small.mkdir()
+    for array, count in (("x_train", 1024), ("y_train", 1024), ("x_test", 1000), ("y_test", 1000)):
+        np.save(small / f"{array}.npy", np.load(real_prepared_dir / f"{array}.npy")[:count])
     script = (
         "import sys; from pathlib import Path; from stages.train import train; "
         "from mnist_dvc.model import write_model; from mnist_dvc.params import load_params; "
@@ -72,7 +77,7 @@ def test_mixed_bfloat16_trains_and_saves_a_float32_model(real_prepared_dir, tmp_
         "m = train(Path(sys.argv[1]), p, log_dir=None); "
         "write_model(m, Path(sys.argv[2]) / 'model.json', Path(sys.argv[2]) / 'model.h5')"
     )
-    run_python(script, real_prepared_dir, tmp_path)
+    run_python(script, small, tmp_path)
     saved = json.loads((tmp_path / "model.json").read_text())
     dtypes = [layer["config"].get("dtype") for layer in saved["config"]["layers"]]
     # a layer's dtype policy, or the input layer's plain dtype
