@@ -41,9 +41,10 @@ FREE_PARAMS = ("train.seed", "numerics")
 PREPROCESS_STAGE = "preprocess"
 _MISSING = object()  # a param or provenance entry one side does not have
 # Provenance entries recorded since train.precision: auto (2026-12-03), as a provenance from
-# before them means: float32, no GPU, and no GPU allowed under portable (which now hides it).
+# before them means: float32 on no GPU. Which GPUs CUDA_VISIBLE_DEVICES allowed is compared only
+# where both sides recorded it (before, no GPU was there to allow).
 RECORDED_SINCE = {"precision": "float32", "gpus": []}
-HIDDEN_GPUS = {"portable": "", "native": None}  # environment.CUDA_VISIBLE_DEVICES as recorded
+COMPARED_IF_BOTH = ("environment.CUDA_VISIBLE_DEVICES",)
 
 
 @dataclass
@@ -87,10 +88,8 @@ def _provenance_of(side: Results) -> dict[str, Any] | None:
     provenance = side.provenance
     if provenance is None or provenance.get("model_h5_md5", side.model_md5) != side.model_md5:
         return None  # none, or one written for another model.h5
-    hidden = HIDDEN_GPUS.get(provenance.get("numerics"))
     return {
         **RECORDED_SINCE,
-        "environment.CUDA_VISIBLE_DEVICES": hidden,
         **flatten({k: v for k, v in provenance.items() if k != "model_h5_md5"}),
     }
 
@@ -106,6 +105,8 @@ def made_differently(work: Results, committed: Results) -> list[str]:
         return [*changes, f"no provenance recorded{where}"]
     for key in sorted(ours.keys() - params.keys() | theirs.keys() - params.keys()):
         now, then = ours.get(key, _MISSING), theirs.get(key, _MISSING)
+        if key in COMPARED_IF_BOTH and _MISSING in (now, then):
+            continue
         if isinstance(now, list) and isinstance(then, list):
             now_set, then_set = set(map(str, now)), set(map(str, then))
             signed = [f"+{f}" for f in sorted(now_set - then_set)]

@@ -696,10 +696,13 @@ def test_entries_a_provenance_from_before_lacks_are_not_made_differently():
                        [], {"model_h5_md5": md5, **provenance})  # fmt: skip
 
     assert made_differently(side("the work tree", "a", now), side("HEAD", "b", before)) == []
+    hidden = {**now, "environment": {"TF_NUM_INTRAOP_THREADS": "2", "CUDA_VISIBLE_DEVICES": "0"}}
+    assert made_differently(side("the work tree", "a", hidden), side("HEAD", "b", now)) == [
+        'CUDA_VISIBLE_DEVICES 0 (committed "")'
+    ]
     bf16 = {**now, "precision": "mixed_bfloat16", "numerics": "native"}
     bf16["environment"] = {"TF_NUM_INTRAOP_THREADS": "2", "CUDA_VISIBLE_DEVICES": None}
     assert made_differently(side("the work tree", "a", bf16), side("HEAD", "b", before)) == [
-        'CUDA_VISIBLE_DEVICES unset (committed "")',
         "numerics native (committed portable)",
         "precision mixed_bfloat16 (committed float32)",
     ]
