@@ -138,3 +138,12 @@ def test_training_precision_refuses_emulated_bfloat16():
         numerics.training_precision("mixed_bfloat16", "portable", BF16, [])
     with pytest.raises(numerics.PrecisionError, match="needs a CPU with AVX512_BF16 or AMX"):
         numerics.training_precision("mixed_bfloat16", "native", ["avx2", "fma"], [])
+
+
+def test_describe_names_a_precision_other_than_float32_and_the_gpus():
+    made = numerics.provenance("native", "mixed_bfloat16")
+    assert made["precision"] == "mixed_bfloat16" and made["gpus"] == []
+    assert numerics.describe(made).startswith("numerics native, mixed_bfloat16, ")
+    float32 = numerics.provenance("portable")
+    assert numerics.describe(float32).startswith(f"numerics portable, {float32['cpu']['model']}")
+    assert "GPU NVIDIA H200, " in numerics.describe({**made, "gpus": ["NVIDIA H200"]})
