@@ -97,10 +97,11 @@ help:  ## this list
 # Speed against the notebook and the machine's limit (README, "Performance"). SEEDS=1 runs only
 # the 12-epoch seed study and adds it to benchmarks/bench.json (about 100 minutes here);
 # NUMERICS=1 only the portable-against-native study (about 10 minutes); FULL=1 runs all, and on
-# a CPU with AVX512_BF16 or AMX 12 epochs of numerics: native with mixed_bfloat16.
-bench: setup-bench  ## speed and accuracy against the notebook (SEEDS=1, NUMERICS=1, FULL=1)
+# a CPU with AVX512_BF16 or AMX 12 epochs of numerics: native with mixed_bfloat16, which MIXED=1
+# runs alone.
+bench: setup-bench  ## speed and accuracy against the notebook (SEEDS=1, NUMERICS=1, MIXED=1, FULL=1)
 	dvc repro preprocess
-	python scripts/bench.py$(if $(SEEDS), --seeds)$(if $(NUMERICS), --numerics-only)$(if $(FULL), --full)
+	python scripts/bench.py$(if $(SEEDS), --seeds)$(if $(NUMERICS), --numerics-only)$(if $(MIXED), --mixed-only)$(if $(FULL), --full)
 
 # Re-resolve the stages' direct dependencies in pyproject.toml to exact versions of everything
 # (requirements.lock, its comment lines kept), then each extra's lock on top of it.

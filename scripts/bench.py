@@ -1,7 +1,7 @@
 """`make bench`: how fast this repository trains against the notebook run unported and against
 the machine's limit, and how accurate it is against the notebook across seeds.
 
-    python scripts/bench.py [--seeds | --full] [--out benchmarks/bench.json]
+    python scripts/bench.py [--seeds | --numerics-only | --mixed-only | --full] [--out FILE]
 
 Every figure comes from this one run, side by side, each measurement in a fresh process (no
 TensorFlow state carried from one to the next), one at a time: on a 2-core machine two at once
@@ -9,7 +9,8 @@ would measure each other. The quick run (about 15 minutes here) measures speed o
 `--seeds` runs only the fidelity study and adds it to --out: the full default run (12 epochs,
 60000 images) with seeds 1, 2 and 3 for the project and for the notebook on tf-keras, taking
 turns (about 100 minutes here). `--full` runs both, and, on a CPU with AVX512_BF16 or AMX, 12
-epochs of `numerics: native` with mixed_bfloat16 (which `train` refuses elsewhere). The seeds
+epochs of `numerics: native` with mixed_bfloat16 (which `train` refuses elsewhere), which
+`--mixed-only` runs alone (about 10 minutes here). The seeds
 are fixed here, before any result: none is chosen by its score. Needs the prepared data
 (`dvc repro preprocess`) and, for the notebook, tf-keras (`make setup-bench`). Prints a table
 and writes the numbers to --out.
@@ -162,6 +163,11 @@ def main() -> None:
         action="store_true",
         help="only the portable-against-native study, added to --out",
     )
+    which.add_argument(
+        "--mixed-only",
+        action="store_true",
+        help="only 12 epochs of numerics: native with mixed_bfloat16, added to --out",
+    )
     parse.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "bench.json")
     parse.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parse.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
@@ -183,7 +189,7 @@ def main() -> None:
         return
     if not (PREPARED / "x_train.npy").exists():
         sys.exit("bench: no data/prepared: run `dvc repro preprocess` (or `dvc pull`) first")
-    alone = args.seeds or args.numerics_only  # one study, beside an earlier run's figures
+    alone = args.seeds or args.numerics_only or args.mixed_only  # beside an earlier run's
     dvc_status = [sys.executable, "-m", "dvc", "status", "-q"]
     status = None if alone else subprocess.run(dvc_status, cwd=ROOT)
     if status and status.returncode != 0:  # the stage timings need HEAD's outputs in the cache
@@ -200,11 +206,18 @@ def main() -> None:
     if alone:
         if not args.out.exists():
             sys.exit(
-                f"bench: --seeds and --numerics-only add to {args.out}: run `make bench` first"
+                f"bench: --seeds, --numerics-only and --mixed-only add to {args.out}: "
+                "run `make bench` first"
             )
         results = json.loads(args.out.read_text())
-        study = "seeds" if args.seeds else "numerics"
-        results[study] = seed_study() if args.seeds else numerics_study()
+        if args.mixed_only:
+            study, mixed = "mixed", mixed_precision_study()
+            if mixed is None:
+                sys.exit(1)
+            results.setdefault("seeds", {})["project, native, mixed_bfloat16"] = mixed
+        else:
+            study = "seeds" if args.seeds else "numerics"
+            results[study] = seed_study() if args.seeds else numerics_study()
         results[f"{study}_run"] = {
             **machine,
             "load_average_at_end": os.getloadavg(),

@@ -12,12 +12,15 @@ import json
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from mnist_dvc.serving.background import free_port
 from tests.helpers import missing_prerequisite
@@ -34,8 +37,14 @@ def require(tools: tuple[str, ...], packages: str) -> None:
 
 
 def wait_until(check, what: str, limit_s: float = 60.0) -> None:
+    """Poll `check` until it is true; a command it runs that fails or hangs counts as not yet."""
     deadline = time.monotonic() + limit_s
-    while not check():
+    while True:
+        try:
+            if check():
+                return
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready after {limit_s:g} s")
         time.sleep(0.2)
@@ -78,15 +87,33 @@ class S3Server:
 
 @contextmanager
 def ceph_rgw(folder: Path) -> Iterator[S3Server]:
-    """A throwaway Ceph with its S3 gateway. Ceph sometimes fails to start on a busy machine
-    (the OSD's first command to the monitor refused, "wrong fsid" in osd.0.log, or a
-    `ceph osd stat` that fails): one more, fresh try."""
+    """A throwaway Ceph with its S3 gateway.
+
+    Ceph sometimes failed to start on a busy machine ("wrong fsid" in osd.0.log, or an OSD
+    not up after 60 s while pytest-xdist's other process trained or started Ray). So clusters
+    start one at a time across the test processes (the ports are chosen and bound under one
+    lock), the OSD gets 180 s, and a failed start gets one more, fresh try whose error ends
+    with the OSD's and the monitor's last log lines."""
     with ExitStack() as stack:
-        try:
-            server = stack.enter_context(_ceph_rgw_once(folder / "try-1"))
-        except (TimeoutError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            server = stack.enter_context(_ceph_rgw_once(folder / "try-2"))
+        with FileLock(Path(tempfile.gettempdir()) / "mnist-dvc-ceph-start.lock"):
+            try:
+                server = stack.enter_context(_ceph_rgw_once(folder / "try-1"))
+            except (TimeoutError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                try:
+                    server = stack.enter_context(_ceph_rgw_once(folder / "try-2"))
+                except (TimeoutError, subprocess.CalledProcessError) as error:
+                    raise RuntimeError(f"{error}\n{_log_tails(folder / 'try-2')}") from error
         yield server
+
+
+def _log_tails(folder: Path, lines: int = 15) -> str:
+    tails = []
+    for name in ("osd.0.log", "mon.a.log", "osd.out", "mon.out"):
+        log = folder / "log" / name
+        if log.exists():
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"--- {log}\n" + "\n".join(text))
+    return "\n".join(tails)
 
 
 @contextmanager
@@ -145,7 +172,7 @@ rgw_frontends = beast endpoint=127.0.0.1:{rgw_port}
         osd_id = run("ceph", *c, "osd", "create").strip()
         run("ceph-osd", *c, "-i", osd_id, "--mkfs")
         started.append(daemon("ceph-osd", *c, "-i", osd_id, "-f", log="osd.out"))
-        wait_until(lambda: " 1 up" in run("ceph", *c, "osd", "stat"), "Ceph OSD")
+        wait_until(lambda: " 1 up" in run("ceph", *c, "osd", "stat"), "Ceph OSD", limit_s=180)
         started.append(daemon("radosgw", *c, "-n", "client.rgw.a", "-f", log="rgw.out"))
         endpoint = f"http://127.0.0.1:{rgw_port}"
         wait_until(lambda: answers(rgw_port), "RADOS Gateway", limit_s=120)
