@@ -8,27 +8,25 @@ and installs nothing, so the CUDA libraries' gigabytes are not downloaded).
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements-gpu.lock"
 
 
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def main(report: Path) -> None:
     lines = (ROOT / "requirements.lock").read_text().splitlines()
-    locked = {normalized(line.partition("==")[0]) for line in lines if "==" in line}
+    locked = {canonicalize_name(line.partition("==")[0]) for line in lines if "==" in line}
     resolved = json.loads(report.read_text())["install"]
     added = sorted(
         f"{item['metadata']['name']}=={item['metadata']['version']}"
         for item in resolved
         # pip's own tools come with --ignore-installed; they are no part of TensorFlow's
-        if normalized(item["metadata"]["name"]) not in locked | {"pip", "setuptools", "wheel"}
+        if canonicalize_name(item["metadata"]["name"])
+        not in locked | {"pip", "setuptools", "wheel"}
     )
     comments = [line for line in LOCK.read_text().splitlines() if line.startswith("#")]
     LOCK.write_text("\n".join(comments + added) + "\n")

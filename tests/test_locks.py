@@ -12,6 +12,7 @@ from importlib import metadata
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.helpers import REPO_ROOT, missing_prerequisite
 
@@ -19,14 +20,10 @@ PROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 EXTRAS = PROJECT["optional-dependencies"]
 
 
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def pins(lock: str) -> dict[str, str]:
     lines = (REPO_ROOT / lock).read_text().splitlines()
     return {
-        normalized(name): version
+        canonicalize_name(name): version
         for name, _, version in (line.partition("==") for line in lines if "==" in line)
         if not name.startswith("#")
     }
@@ -54,7 +51,7 @@ def closure(roots: list[str]) -> set[str]:
     todo = [Requirement(root) for root in roots]
     while todo:
         requirement = todo.pop()
-        key = normalized(requirement.name), frozenset(requirement.extras)
+        key = canonicalize_name(requirement.name), frozenset(requirement.extras)
         if key not in seen:
             seen.add(key)
             todo.extend(needs(*key))
@@ -74,7 +71,9 @@ def test_the_makefile_locks_every_extra():
 @pytest.mark.parametrize("extra", sorted(EXTRAS))
 def test_each_extra_lock_is_what_the_extra_adds(extra):
     missing = [
-        root for root in EXTRAS[extra] if normalized(Requirement(root).name) not in installed()
+        root
+        for root in EXTRAS[extra]
+        if canonicalize_name(Requirement(root).name) not in installed()
     ]
     if missing:
         missing_prerequisite(f"{', '.join(missing)} not installed here (make setup-{extra})")
@@ -98,7 +97,7 @@ def test_this_environment_has_the_locked_versions():
 
 
 def installed() -> dict[str, str]:
-    return {normalized(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    return {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
 
 
 def test_the_gpu_lock_pins_what_tensorflow_and_cuda_adds():
@@ -111,7 +110,7 @@ def test_the_gpu_lock_pins_what_tensorflow_and_cuda_adds():
         and not Requirement(text).marker.evaluate({"extra": ""})
     ]
     gpu = pins("requirements-gpu.lock")
-    assert sorted(gpu) == sorted(normalized(r.name) for r in cuda)
+    assert sorted(gpu) == sorted(canonicalize_name(r.name) for r in cuda)
     for requirement in cuda:
-        assert requirement.specifier.contains(gpu[normalized(requirement.name)]), requirement
+        assert requirement.specifier.contains(gpu[canonicalize_name(requirement.name)]), requirement
     assert not set(gpu) & set(STAGES)  # nothing the stages' lock pins
