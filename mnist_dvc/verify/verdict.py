@@ -36,8 +36,9 @@ ACCURACY_TOLERANCE = 0.002
 # spare there, while asking that the two be wrong on mostly the same images (any two models of
 # 0.991 agree on at least 98.2 %, so a threshold below that would add nothing to the accuracy).
 MIN_AGREEMENT = 0.99
-# Params that may differ between equivalent results: they change the bytes, not the model.
-FREE_PARAMS = ("train.seed", "numerics")
+# Params that may differ between equivalent results: they change the bytes, not the model
+# (train.precision: the dtypes `train` computes in; the saved model is float32 either way).
+FREE_PARAMS = ("train.seed", "numerics", "train.precision")
 PREPROCESS_STAGE = "preprocess"
 _MISSING = object()  # a param or provenance entry one side does not have
 # Provenance entries recorded since train.precision: auto (2026-12-03), as a provenance from

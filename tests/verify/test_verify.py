@@ -329,6 +329,15 @@ def test_equivalent_after_another_seed(project):
     )
 
 
+def test_equivalent_after_another_training_precision(project):
+    bf16 = with_param(project.committed.params, "train.precision", "mixed_bfloat16")
+    project.write(project.rerun(changed=30, errors=92, model=b"bf16", params=bf16))
+    status, out, _ = project.verify()
+    assert status == 0
+    assert out.startswith("equivalent: ")
+    assert out.endswith("made differently: train.precision mixed_bfloat16 (committed auto)\n")
+
+
 def test_equivalent_says_what_it_cannot_tell(project):
     project.write(project.rerun(changed=4, model=b"other bytes", provenance=None))
     status, out, _ = project.verify()
