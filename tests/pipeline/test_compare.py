@@ -4,8 +4,11 @@ Chromium), plus experiments, queued ones included, and the model card."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.helpers import REPO_ROOT, sh, write_params
+from tests.helpers import ENV, REPO_ROOT, sh, write_params
 from tests.servers import require
 
 pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
@@ -178,7 +181,13 @@ def test_queued_experiments_run_two_at_a_time(repo):
     for name, images in (("queued-a", 500), ("queued-b", 800)):
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", "train.epochs=1",
            "-S", f"train.train_images={images}", cwd=repo)  # fmt: skip
-    sh("dvc", "queue", "start", "--jobs", "2", cwd=repo)
+    # The workers `dvc queue start` leaves running inherit its stdout and stderr: captured in
+    # pipes, sh() would wait for them all to end. One of two workers once never ended (its
+    # own "shutting down due to empty queue" came while its task ran, and was lost), which
+    # hung CI: they write to a file, and `dvc queue stop`, then their PIDs, stop them.
+    with open(repo / "queue-start.log", "w") as log:
+        subprocess.run(["dvc", "queue", "start", "--jobs", "2"], cwd=repo, env=ENV,
+                       stdout=log, stderr=subprocess.STDOUT, timeout=120, check=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 900
         while True:
@@ -189,6 +198,7 @@ def test_queued_experiments_run_two_at_a_time(repo):
             time.sleep(3)
     finally:
         sh("dvc", "queue", "stop", cwd=repo, check=False)
+        stop_queue_workers(repo)
     assert status.count("Success") >= 2, status
     exps = {exp["name"]: exp for exp in _experiments(exp_rows(repo))}
     for name, images in (("queued-a", 500), ("queued-b", 800)):
@@ -201,3 +211,34 @@ def _no_dvc_left_running(repo):
     yield
     # The queue's workers stop when idle; make sure none outlives the tests.
     sh("dvc", "queue", "stop", "--kill", cwd=repo, check=False)
+    stop_queue_workers(repo)
+
+
+def stop_queue_workers(repo: Path, grace_s: float = 15.0) -> None:
+    """Terminate, then kill, each queue worker still running, by the PID DVC recorded for it
+    in .dvc/tmp/exps/celery/dvc-exp-worker-N.pid (where that PID is still a queue worker)."""
+    pids = []
+    for pidfile in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("dvc-exp-worker-*.pid"):
+        try:
+            pid = int(pidfile.read_text().strip())
+            if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except (OSError, ValueError):
+            continue
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for pid in pids:
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
