@@ -5,15 +5,15 @@ the machine's limit, and how accurate it is against the notebook across seeds.
 
 Every figure comes from this one run, side by side, each measurement in a fresh process (no
 TensorFlow state carried from one to the next), one at a time: on a 2-core machine two at once
-would measure each other. The quick run (about 15 minutes here) measures speed on a subset.
+would measure each other. The quick run (about 15 minutes here) measures speed on a subset
+and keeps the seed and mixed_bfloat16 studies an earlier run wrote to --out.
 `--seeds` runs only the fidelity study and adds it to --out: the full default run (12 epochs,
 60000 images) with seeds 1, 2 and 3 for the project and for the notebook on tf-keras, taking
 turns (about 100 minutes here). `--full` runs both, and, on a CPU with AVX512_BF16 or AMX, 12
 epochs of `numerics: native` with mixed_bfloat16 (which `train` refuses elsewhere), which
-`--mixed-only` runs alone (about 10 minutes here). The seeds
-are fixed here, before any result: none is chosen by its score. Needs the prepared data
-(`dvc repro preprocess`) and, for the notebook, tf-keras (`make setup-bench`). Prints a table
-and writes the numbers to --out.
+`--mixed-only` runs alone (5 minutes here). The seeds are fixed here, before any result: none
+is chosen by its score. Needs the prepared data (`dvc repro preprocess`) and, for the notebook,
+tf-keras (`make setup-bench`). Prints a table and writes the numbers to --out.
 """
 
 from __future__ import annotations
@@ -132,18 +132,18 @@ def report(results: dict) -> str:
     if "seeds" in results:
         lines.append("")
         lines.append(
-            f"{'12 epochs, 60000 images':26} {'seeds':>7} {'accuracy mean':>13} "
+            f"{'12 epochs, 60000 images':32} {'seeds':>7} {'accuracy mean':>13} "
             f"{'min':>7} {'max':>7} {'loss mean':>9} {'min':>7} {'max':>7}"
         )
         for name, row in results["seeds"].items():
             lines.append(
-                f"{name:26} {','.join(map(str, row['seeds'])):>7} "
+                f"{name:32} {','.join(map(str, row['seeds'])):>7} "
                 f"{row['accuracy_mean']:13.4f} {row['accuracy_min']:7.4f} "
                 f"{row['accuracy_max']:7.4f} {row['loss_mean']:9.4f} "
                 f"{row['loss_min']:7.4f} {row['loss_max']:7.4f}"
             )
         lines.append(
-            f"{'notebook, as printed':26} {'?':>7} {NOTEBOOK['accuracy']:13.4f} "
+            f"{'notebook, as printed':32} {'?':>7} {NOTEBOOK['accuracy']:13.4f} "
             f"{'':7} {'':7} {NOTEBOOK['loss']:9.4f}"
         )
     return "\n".join(lines)
@@ -215,9 +215,11 @@ def main() -> None:
             if mixed is None:
                 sys.exit(1)
             results.setdefault("seeds", {})["project, native, mixed_bfloat16"] = mixed
+        elif args.seeds:  # beside the mixed_bfloat16 row, if there is one
+            study = "seeds"
+            results["seeds"] = {**results.get("seeds", {}), **seed_study()}
         else:
-            study = "seeds" if args.seeds else "numerics"
-            results[study] = seed_study() if args.seeds else numerics_study()
+            study, results["numerics"] = "numerics", numerics_study()
         results[f"{study}_run"] = {
             **machine,
             "load_average_at_end": os.getloadavg(),
@@ -225,6 +227,11 @@ def main() -> None:
         }
     else:
         results = {"machine": machine, **speed_study()}
+        if args.out.exists() and not args.full:  # the studies this run does not repeat
+            earlier = json.loads(args.out.read_text())
+            results.update(
+                {k: earlier[k] for k in ("seeds", "seeds_run", "mixed_run") if k in earlier}
+            )
         if args.full:
             results["seeds"] = seed_study()
             mixed = mixed_precision_study()
