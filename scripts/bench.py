@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from bench_studies import (
+    BFLOAT16_CPU,
     NUMERICS_ROUNDS,
     mixed_precision_study,
     numerics_study,
@@ -42,6 +43,8 @@ from bench_workers import (
     WORKERS,
     count_flops,  # noqa: F401 (tests/scripts/test_bench.py imports it from here)
 )
+
+MIXED_ROW = "project, native, mixed_bfloat16"  # its row in the seeds table
 
 NOTEBOOK = {"accuracy": 0.9926, "loss": 0.0236}  # what the notebook printed
 
@@ -75,14 +78,14 @@ def report(results: dict) -> str:
     n, e = QUICK["train_images"], QUICK["epochs"]
     lines.append(f"training throughput ({n} images x {e} epochs, validation on 10000 each epoch)")
     lines.append(
-        f"{'run':26} {'1st epoch s':>11} {'steady s':>9} {'images/s':>9} "
+        f"{'run':32} {'1st epoch s':>11} {'steady s':>9} {'images/s':>9} "
         f"{'ratio':>6} {'GFLOP/s':>8} {'of peak':>8} {'RSS MB':>7}"
     )
     runs = results["throughput"]
     base = runs["project train stage"]["images_per_s"]
     for name, row in runs.items():
         lines.append(
-            f"{name:26} {row['first_epoch_s']:11.1f} {row['steady_epoch_s']:9.1f} "
+            f"{name:32} {row['first_epoch_s']:11.1f} {row['steady_epoch_s']:9.1f} "
             f"{row['images_per_s']:9.0f} {row['images_per_s'] / base:6.2f} "
             f"{row['gflop_s']:8.1f} {row['of_fp32_peak']:8.0%} "
             f"{row['peak_rss_mb']:7.0f}"
@@ -189,6 +192,10 @@ def main() -> None:
         return
     if not (PREPARED / "x_train.npy").exists():
         sys.exit("bench: no data/prepared: run `dvc repro preprocess` (or `dvc pull`) first")
+    if args.mixed_only and not BFLOAT16_CPU:
+        sys.exit(
+            "bench: --mixed-only needs a CPU with AVX512_BF16 or AMX, and this one has neither"
+        )
     alone = args.seeds or args.numerics_only or args.mixed_only  # beside an earlier run's
     dvc_status = [sys.executable, "-m", "dvc", "status", "-q"]
     status = None if alone else subprocess.run(dvc_status, cwd=ROOT)
@@ -211,10 +218,8 @@ def main() -> None:
             )
         results = json.loads(args.out.read_text())
         if args.mixed_only:
-            study, mixed = "mixed", mixed_precision_study()
-            if mixed is None:
-                sys.exit(1)
-            results.setdefault("seeds", {})["project, native, mixed_bfloat16"] = mixed
+            study = "mixed"
+            results.setdefault("seeds", {})[MIXED_ROW] = mixed_precision_study()
         elif args.seeds:  # beside the mixed_bfloat16 row, if there is one
             study = "seeds"
             results["seeds"] = {**results.get("seeds", {}), **seed_study()}
@@ -226,17 +231,18 @@ def main() -> None:
             "wall_s": time.perf_counter() - started,
         }
     else:
+        # The studies this run does not repeat, read before it, kept with their own records.
+        kept = ("seeds", "seeds_run", "mixed_run")
+        earlier = json.loads(args.out.read_text()) if args.out.exists() and not args.full else {}
         results = {"machine": machine, **speed_study()}
-        if args.out.exists() and not args.full:  # the studies this run does not repeat
-            earlier = json.loads(args.out.read_text())
-            results.update(
-                {k: earlier[k] for k in ("seeds", "seeds_run", "mixed_run") if k in earlier}
-            )
+        results.update({key: earlier[key] for key in kept if key in earlier})
         if args.full:
             results["seeds"] = seed_study()
             mixed = mixed_precision_study()
             if mixed is not None:
-                results["seeds"]["project, native, mixed_bfloat16"] = mixed
+                results["seeds"][MIXED_ROW] = mixed
+            # Where and when, for a later quick run that keeps them: this run.
+            results["seeds_run"] = results["mixed_run"] = {**machine, "in_the_full_run": True}
         results["machine"]["load_average_at_end"] = os.getloadavg()
         results["wall_s"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)

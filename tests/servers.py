@@ -27,6 +27,8 @@ from tests.helpers import missing_prerequisite
 
 CEPH_TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph")
 SSH_TOOLS = ("/usr/sbin/sshd", "ssh-keygen")
+# How a server's start fails: not ready in time, or one of its commands failing or hanging.
+START_ERRORS = (TimeoutError, subprocess.CalledProcessError, subprocess.TimeoutExpired)
 
 
 def require(tools: tuple[str, ...], packages: str) -> None:
@@ -38,15 +40,17 @@ def require(tools: tuple[str, ...], packages: str) -> None:
 
 def wait_until(check, what: str, limit_s: float = 60.0) -> None:
     """Poll `check` until it is true; a command it runs that fails or hangs counts as not yet."""
-    deadline = time.monotonic() + limit_s
+    deadline, last = time.monotonic() + limit_s, None
     while True:
         try:
             if check():
                 return
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            pass
+        except subprocess.CalledProcessError as error:
+            last = f": {error}, stderr {(error.stderr or '').strip()[-500:]!r}"
+        except subprocess.TimeoutExpired as error:
+            last = f": {error}"
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {limit_s:g} s")
+            raise TimeoutError(f"{what} not ready after {limit_s:g} s{last or ''}")
         time.sleep(0.2)
 
 
@@ -98,17 +102,17 @@ def ceph_rgw(folder: Path) -> Iterator[S3Server]:
         with FileLock(Path(tempfile.gettempdir()) / "mnist-dvc-ceph-start.lock"):
             try:
                 server = stack.enter_context(_ceph_rgw_once(folder / "try-1"))
-            except (TimeoutError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            except START_ERRORS:
                 try:
                     server = stack.enter_context(_ceph_rgw_once(folder / "try-2"))
-                except (TimeoutError, subprocess.CalledProcessError) as error:
+                except START_ERRORS as error:
                     raise RuntimeError(f"{error}\n{_log_tails(folder / 'try-2')}") from error
         yield server
 
 
 def _log_tails(folder: Path, lines: int = 15) -> str:
     tails = []
-    for name in ("osd.0.log", "mon.a.log", "osd.out", "mon.out"):
+    for name in ("osd.0.log", "mon.a.log", "client.rgw.a.log", "osd.out", "mon.out", "rgw.out"):
         log = folder / "log" / name
         if log.exists():
             text = log.read_text(errors="replace").splitlines()[-lines:]

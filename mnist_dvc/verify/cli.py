@@ -7,10 +7,11 @@ reports/predictions.csv, models/provenance.json, params.yaml) with the same file
 HEAD, which are read from git alone: no DVC cache or remote is needed. One verdict:
 
   identical   every output that dvc.lock records, in every stage, has the committed md5;
-  equivalent  other bytes, but the same params (train.seed and numerics aside), the same prepared
-              data, a test accuracy within ACCURACY_TOLERANCE of the committed one and the same
-              digit on at least MIN_AGREEMENT of the test images; what models/provenance.json
-              and params.yaml record differently (CPU, numerics, threads, versions) explains it;
+  equivalent  other bytes, but the same params (train.seed, numerics and train.precision
+              aside), the same prepared data, a test accuracy within ACCURACY_TOLERANCE of the
+              committed one and the same digit on at least MIN_AGREEMENT of the test images;
+              what models/provenance.json and params.yaml record differently (CPU, numerics,
+              threads, versions) explains it;
   different   anything else, one line per reason.
 
 Exit status: 0 identical or equivalent, 1 different, 2 an error (one line on stderr: not a git

@@ -96,7 +96,7 @@ def _provenance_of(side: Results) -> dict[str, Any] | None:
 
 
 def made_differently(work: Results, committed: Results) -> list[str]:
-    """What params.yaml (train.seed, numerics) and models/provenance.json record differently."""
+    """What params.yaml (FREE_PARAMS) and models/provenance.json record differently."""
     params = _changes(work.params, committed.params, FREE_PARAMS)
     changes = list(params.values())
     ours, theirs = _provenance_of(work), _provenance_of(committed)

@@ -181,13 +181,17 @@ def test_queued_experiments_run_two_at_a_time(repo):
     for name, images in (("queued-a", 500), ("queued-b", 800)):
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", "train.epochs=1",
            "-S", f"train.train_images={images}", cwd=repo)  # fmt: skip
-    # The workers `dvc queue start` leaves running inherit its stdout and stderr: captured in
-    # pipes, sh() would wait for them all to end. One of two workers once never ended (its
-    # own "shutting down due to empty queue" came while its task ran, and was lost), which
-    # hung CI: they write to a file, and `dvc queue stop`, then their PIDs, stop them.
-    with open(repo / "queue-start.log", "w") as log:
-        subprocess.run(["dvc", "queue", "start", "--jobs", "2"], cwd=repo, env=ENV,
-                       stdout=log, stderr=subprocess.STDOUT, timeout=120, check=True)  # fmt: skip
+    # `dvc queue start` forks processes that wait on its workers and inherit its stdout and
+    # stderr: captured in pipes, sh() would wait for every worker to end. One of two workers
+    # once never ended (its own "shutting down due to empty queue" came while its task ran,
+    # and was lost), which hung CI: the output goes to a file, and `dvc queue stop`, then the
+    # workers' PIDs, stop them.
+    log = repo / ".dvc" / "tmp" / "queue-start.log"
+    with open(log, "w") as out:
+        started = subprocess.run(["dvc", "queue", "start", "--jobs", "2"], cwd=repo, env=ENV,
+                                 stdout=out, stderr=subprocess.STDOUT, timeout=120)  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"dvc queue start failed ({started.returncode}):\n{log.read_text()[-3000:]}")
     try:
         deadline = time.monotonic() + 900
         while True:

@@ -330,12 +330,23 @@ def test_equivalent_after_another_seed(project):
 
 
 def test_equivalent_after_another_training_precision(project):
-    bf16 = with_param(project.committed.params, "train.precision", "mixed_bfloat16")
-    project.write(project.rerun(changed=30, errors=92, model=b"bf16", params=bf16))
-    status, out, _ = project.verify()
-    assert status == 0
-    assert out.startswith("equivalent: ")
-    assert out.endswith("made differently: train.precision mixed_bfloat16 (committed auto)\n")
+    # What `numerics: native` with `train.precision: mixed_bfloat16` on a bf16 CPU records.
+    params = with_param(project.committed.params, "numerics", "native")
+    params = with_param(params, "train.precision", "mixed_bfloat16")
+    provenance = with_param(PROVENANCE, "numerics", "native")
+    provenance = with_param(provenance, "precision", "mixed_bfloat16")
+    rerun = project.rerun(
+        changed=30, errors=91, model=b"bf16", params=params, provenance=provenance
+    )
+    project.write(rerun)
+    status, out, err = project.verify()
+    assert (status, err) == (0, "")
+    assert out == (
+        "equivalent: test accuracy 0.9909 (committed 0.9910, within 0.0020), same digit on "
+        "99.70% of 10000 test images; made differently: numerics native (committed portable), "
+        "train.precision mixed_bfloat16 (committed auto), precision mixed_bfloat16 (committed "
+        "float32)\n"
+    )
 
 
 def test_equivalent_says_what_it_cannot_tell(project):
