@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 from PIL import Image
@@ -221,28 +220,16 @@ def _no_dvc_left_running(repo):
 def stop_queue_workers(repo: Path, grace_s: float = 15.0) -> None:
     """Terminate, then kill, each queue worker still running, by the PID DVC recorded for it
     in .dvc/tmp/exps/celery/dvc-exp-worker-N.pid (where that PID is still a queue worker)."""
-    pids = []
+    workers = []
     for pidfile in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("dvc-exp-worker-*.pid"):
-        try:
-            pid = int(pidfile.read_text().strip())
-            if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(pid)
-        except (OSError, ValueError):
-            continue
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for pid in pids:
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            worker = psutil.Process(int(pidfile.read_text().strip()))
+            if "queue-worker" in worker.cmdline():
+                workers.append(worker)
+    for worker in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.terminate()
+    _, alive = psutil.wait_procs(workers, timeout=grace_s)
+    for worker in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
