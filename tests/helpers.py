@@ -154,7 +154,7 @@ def gzip_files(raw_dir: Path, dest: Path) -> Path:
     return dest
 
 
-HANG_S = 4.0  # how long /slow/ keeps a client waiting before it gives up
+HANG_S = 15.0  # how long /slow/ keeps a client waiting before it gives up
 
 
 MIRROR_CREDENTIALS = ("mnist-user", "s3cr:et/pw")  # what /auth/ asks for, in basic auth
