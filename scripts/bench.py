@@ -53,12 +53,12 @@ def numerics_report(study: dict) -> list[str]:
     n, e = QUICK["train_images"], QUICK["epochs"]
     lines = [
         f"numerics ({n} images x {e} epochs, median of {NUMERICS_ROUNDS} rounds in turns)",
-        f"{'run':32} {'images/s':>9} {'vs notebook, native':>20} {'each round':>16}",
+        f"{'run':36} {'images/s':>9} {'vs notebook, native':>20} {'each round':>16}",
     ]
     for name, row in study.items():
         rounds = " ".join(f"{rate:.0f}" for rate in row["each_round"])
         lines.append(
-            f"{name:32} {row['images_per_s']:9.0f} {row['vs_notebook_native']:20.2f} {rounds:>16}"
+            f"{name:36} {row['images_per_s']:9.0f} {row['vs_notebook_native']:20.2f} {rounds:>16}"
         )
     portable, native = study["project, portable"], study["project, native"]
     cost = 1 - portable["images_per_s"] / native["images_per_s"]
@@ -181,6 +181,8 @@ def main() -> None:
     parse.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parse.add_argument("--data", type=Path, default=PREPARED, help=argparse.SUPPRESS)
     parse.add_argument("--numerics", help=argparse.SUPPRESS)
+    # NAME=VALUE set after the numerics, before TensorFlow loads (the numerics study's variants)
+    parse.add_argument("--tf-setting", action="append", default=[], help=argparse.SUPPRESS)
     args = parse.parse_args()
     if args.worker:
         # Before TensorFlow loads: the train stage's own numerics unless the driver says.
@@ -188,6 +190,7 @@ def main() -> None:
         from mnist_dvc.params import load_params
 
         numerics.configure(args.numerics or load_params(ROOT / "params.yaml").numerics)
+        os.environ.update(setting.split("=", 1) for setting in args.tf_setting)
         print("BENCH " + json.dumps(WORKERS[args.worker](args)), flush=True)
         return
     if not (PREPARED / "x_train.npy").exists():

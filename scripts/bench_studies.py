@@ -65,14 +65,18 @@ def training_run(
     epochs: int,
     precision="float32",
     numerics_mode: str | None = None,
+    settings: dict[str, str] | None = None,
 ):
     """One training in a fresh process: the project's train stage code (under params.yaml's
-    numerics unless told), or the notebook (under TensorFlow's own kernels unless told)."""
+    numerics unless told, with `settings` set in the environment after them), or the notebook
+    (under TensorFlow's own kernels unless told)."""
     common = ["--seed", str(seed), "--train-images", str(train_images), "--epochs", str(epochs)]
     if numerics_mode:
         common += ["--numerics", numerics_mode]
     if kind == "project":
-        return worker("train", *common, "--precision", precision)
+        overrides = [f"--tf-setting={name}={value}" for name, value in (settings or {}).items()]
+        return worker("train", *common, "--precision", precision, *overrides)
+    assert not settings, "settings are for the project's runs"
     print(f"bench: notebook on {kind} {' '.join(common)}", flush=True)
     keras = "tf_keras" if kind == "tf-keras" else "keras3"
     return run(
@@ -199,12 +203,16 @@ def summary(seeds: tuple[int, ...], runs: list[dict]) -> dict:
     }
 
 
-# The portable numerics' cost: the project and the notebook on tf-keras, each under both.
+# The portable numerics' cost: the project and the notebook on tf-keras, each under both; and
+# the project under portable with one of its two kernel settings undone (mnist_dvc/numerics.py),
+# to show which costs how much. Those two are not portable: other bytes, on some CPUs.
 NUMERICS_RUNS = {
-    "project, portable": ("project", "portable"),
-    "project, native": ("project", "native"),
-    "notebook on tf-keras, native": ("tf-keras", "native"),
-    "notebook on tf-keras, portable": ("tf-keras", "portable"),
+    "project, portable": ("project", "portable", {}),
+    "project, native": ("project", "native", {}),
+    "notebook on tf-keras, native": ("tf-keras", "native", {}),
+    "notebook on tf-keras, portable": ("tf-keras", "portable", {}),
+    "project, portable but AVX-512 sgemm": ("project", "portable", {"ONEDNN_MAX_CPU_ISA": "ALL"}),
+    "project, portable but oneDNN's ops": ("project", "portable", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
 }
 NUMERICS_ROUNDS = 2
 
@@ -215,8 +223,9 @@ def numerics_study() -> dict:
     n, epochs = QUICK["train_images"], QUICK["epochs"]
     rounds: dict[str, list[dict]] = {name: [] for name in NUMERICS_RUNS}
     for _ in range(NUMERICS_ROUNDS):
-        for name, (kind, mode) in NUMERICS_RUNS.items():
-            rounds[name].append(steady(training_run(kind, 42, n, epochs, numerics_mode=mode), n))
+        for name, (kind, mode, settings) in NUMERICS_RUNS.items():
+            run = training_run(kind, 42, n, epochs, numerics_mode=mode, settings=settings)
+            rounds[name].append(steady(run, n))
     base = statistics.median(r["images_per_s"] for r in rounds["notebook on tf-keras, native"])
     study = {}
     for name, done in rounds.items():

@@ -23,6 +23,7 @@ from dvclive.keras import DVCLiveCallback
 from mnist_dvc import mnist, prepared, strict_json
 from mnist_dvc.architectures import build_model
 from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.feed import batches
 from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, write_model
 from mnist_dvc.numerics import cpu, gpus, provenance_of, training_precision
 from mnist_dvc.params import TrainParams, load_params
@@ -55,16 +56,17 @@ def train(
             live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
             callbacks.append(DVCLiveCallback(live=live))
 
-        # As in the notebook, the test set is the validation data.
+        # As in the notebook, the test set is the validation data. The batches are the ones
+        # fit(x, y) makes, without tf.data's autotuning, which stalled epochs (mnist_dvc/feed.py).
         model.fit(
-            x_train,
-            one_hot(y_train, mnist.NUM_CLASSES),
-            batch_size=p.batch_size,
+            batches(x_train, one_hot(y_train, mnist.NUM_CLASSES), p.batch_size, shuffle=True),
             epochs=p.epochs,
             # Keras's animated progress bar in a terminal; one line per epoch in a log file (a
             # queued `dvc exp` or CI), where the bar would write a line per batch.
             verbose=1 if sys.stdout.isatty() else 2,
-            validation_data=(x_test, one_hot(y_test, mnist.NUM_CLASSES)),
+            validation_data=batches(
+                x_test, one_hot(y_test, mnist.NUM_CLASSES), p.batch_size, shuffle=False
+            ),
             callbacks=callbacks,
         )
     finally:

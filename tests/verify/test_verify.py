@@ -239,7 +239,7 @@ def mnist_verify(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The console script as a user runs it, in `repo`: for the end-to-end check after a real
     `dvc repro`, `strict_json(mnist_verify(repo, "--json").stdout)` is its verdict."""
     return subprocess.run(
-        [str(MNIST_VERIFY), *args], cwd=repo, capture_output=True, text=True, timeout=60
+        [str(MNIST_VERIFY), *args], cwd=repo, capture_output=True, text=True, timeout=300
     )
 
 
