@@ -96,7 +96,7 @@ help:  ## this list
 
 # Speed against the notebook and the machine's limit (README, "Performance"). SEEDS=1 runs only
 # the 12-epoch seed study and adds it to benchmarks/bench.json (about 100 minutes here);
-# NUMERICS=1 only the portable-against-native study (about 5 minutes); FULL=1 runs all, and on
+# NUMERICS=1 only the portable-against-native study (about 9 minutes); FULL=1 runs all, and on
 # a CPU with AVX512_BF16 or AMX 12 epochs of numerics: native with mixed_bfloat16, which MIXED=1
 # runs alone.
 bench: setup-bench  ## speed and accuracy against the notebook (SEEDS=1, NUMERICS=1, MIXED=1, FULL=1)

@@ -6,10 +6,9 @@ permutation of the indices each epoch, batches gathered in a parallel map) and s
 iterator of it every epoch. Each iterator runs tf.data's autotuning in a thread of its own, and
 destroying the previous epoch's iterator waits for that thread. Measured on a 2-core EPYC under
 `numerics: portable`, that wait sometimes took 8-10 s with the process using no CPU at all,
-in about one epoch of two, and half a second to a second at the end of most others (see
-docs/performance.md). With autotuning off, the map's parallelism is fixed, nothing waits, and
-the batches are the same ones in the same order: the same pipeline, built by the same Keras
-code, so the model's bytes do not change.
+in about one epoch of two (docs/performance.md). With autotuning off, the map's parallelism is
+fixed, nothing waits, and the batches are the same ones in the same order: the same pipeline,
+built by the same Keras code, so the model's bytes do not change.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool) -> tf.data.Dataset:
     """The batches `fit(x, y, batch_size=batch_size, shuffle=shuffle)` would train on, as a
     dataset of a known number of batches (so that `fit` iterates it exactly as it iterates
-    arrays) with tf.data's autotuning off."""
+    arrays) with tf.data's autotuning off. Pass it to `fit` with `shuffle=False`: it is
+    shuffled already, and `fit` cannot shuffle a dataset (it only warns that it will not)."""
     adapter = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=shuffle)
     options = tf.data.Options()
     options.autotune.enabled = False

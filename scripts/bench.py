@@ -110,7 +110,7 @@ def report(results: dict) -> str:
     lines.append(
         f"one training step, batch {prof['batch']} (ms): forward {prof['forward_ms']:.1f}"
         f", backward {prof['backward_ms']:.1f}, optimizer {prof['optimizer_update_ms']:.1f}"
-        f", fit loop {prof['fit_loop_overhead_ms']:.1f}; fit step from NumPy "
+        f", fit loop {prof['fit_loop_overhead_ms']:.1f}; fit step from NumPy arrays "
         f"{prof['fit_step_numpy_ms']:.1f}, from tf.data {prof['fit_step_tf_data_ms']:.1f}"
     )
     lines.append(

@@ -154,7 +154,9 @@ def worker_threads(data: Path, images: int) -> dict:
 def worker_profile(data: Path, images: int) -> dict:
     """Where a training step's time goes, at the stage's batch size: each layer's forward pass,
     the backward pass, the optimizer's update and Keras's `fit` loop around them; and `fit`
-    fed from NumPy arrays (what the stage does) against a tf.data pipeline."""
+    fed from NumPy arrays (Keras's own pipeline with tf.data's autotuning, as the stage fed it
+    before mnist_dvc/feed.py) against a hand-made tf.data pipeline. Each figure of `fit` is
+    the difference of two whole calls, so it includes the wait at the end of each."""
     import keras
     import tensorflow as tf
 

@@ -61,6 +61,7 @@ def train(
         model.fit(
             batches(x_train, one_hot(y_train, mnist.NUM_CLASSES), p.batch_size, shuffle=True),
             epochs=p.epochs,
+            shuffle=False,  # `batches` shuffles; fit would only warn that it cannot
             # Keras's animated progress bar in a terminal; one line per epoch in a log file (a
             # queued `dvc exp` or CI), where the bar would write a line per batch.
             verbose=1 if sys.stdout.isatty() else 2,
