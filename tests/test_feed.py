@@ -56,17 +56,11 @@ def _trained(feed_as_dataset: bool) -> tuple[list[np.ndarray], dict, list[str]]:
 
 
 def test_fit_on_the_batches_gives_what_fit_on_arrays_gives():
-    (from_arrays, arrays_history, _), (from_batches, history, warned) = (
-        _trained(False),
-        _trained(True),
-    )
+    from_arrays, arrays_history, _ = _trained(False)
+    from_batches, history, warned = _trained(True)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(from_arrays, from_batches, strict=True))
     assert history == arrays_history  # every epoch's loss and accuracy, validation's too
     assert not [message for message in warned if "shuffle" in message]
-
-
-def _ids(batch_of_images: np.ndarray) -> list[int]:
-    return batch_of_images[:, 0, 0, 0].astype(int).tolist()
 
 
 def test_unshuffled_batches_are_the_arrays_in_order_with_autotuning_off():
@@ -84,7 +78,7 @@ def test_a_shuffled_epoch_holds_every_image_once_with_its_label():
     x, y = _arrays()
     ids, labels = [], []
     for xb, yb in batches(x, y, BATCH, shuffle=True).as_numpy_iterator():
-        ids += _ids(xb)
+        ids += xb[:, 0, 0, 0].astype(int).tolist()  # each image's index (_arrays)
         labels += yb.argmax(axis=1).tolist()
     assert ids != list(range(IMAGES))
     assert sorted(ids) == list(range(IMAGES))
