@@ -101,6 +101,12 @@ def parity(expected: np.ndarray, actual: np.ndarray) -> dict:
     }
 
 
+def report_of(found: dict) -> dict:
+    """What reports/exports.json records of a parity check that passed: the tolerance met and
+    the digits, the same on every CPU."""
+    return {"within": PARITY_TOLERANCE, "digits_identical": found["digits_identical"]}
+
+
 def check_parity(name: str, path: Path, found: dict) -> None:
     difference = found["max_abs_difference"]
     if not math.isfinite(difference):  # NaN compares as "not too large": say it

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import keras
+import numpy as np
 
 # Keras 3 writes `.h5` weights only through its legacy saving module (its public
 # `save_weights` insists on `.weights.h5`, a different layout); loading goes through the public
@@ -20,6 +21,7 @@ from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 from mnist_dvc import mnist
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.numerics import Numerics
 from mnist_dvc.params import OPTIMIZERS, OptimizerParams
 
 MAX_JSON_BYTES = 16 << 20  # a model.json of the notebook's model is about 4 KB
@@ -29,12 +31,18 @@ class ModelError(StageError):
     """model.json or model.h5 cannot be used."""
 
 
-def compile_model(model: keras.Model, p: OptimizerParams) -> None:
+def make_optimizer(p: OptimizerParams) -> keras.optimizers.Optimizer:
     # Keras 3's Adadelta defaults to learning_rate=0.001, Keras 2's (the notebook's) to 1.0:
     # every setting is passed explicitly so that params.yaml alone decides.
     optimizer_class = getattr(keras.optimizers, OPTIMIZERS[p.name])
-    optimizer = optimizer_class(learning_rate=p.learning_rate, rho=p.rho, epsilon=p.epsilon)
-    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    return optimizer_class(learning_rate=p.learning_rate, rho=p.rho, epsilon=p.epsilon)
+
+
+def compile_model(model: keras.Model, p: OptimizerParams) -> None:
+    """Compile for `fit` with TensorFlow's own kernels (numerics: native)."""
+    model.compile(
+        loss="categorical_crossentropy", optimizer=make_optimizer(p), metrics=["accuracy"]
+    )
 
 
 class TrainingDiverged(StageError):
@@ -57,6 +65,19 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 f"the loss became {became} at epoch {self.epoch}, batch {batch + 1}: lower "
                 "train.optimizer.learning_rate"
             )
+
+
+def predict_probabilities(
+    model: keras.Model, images: np.ndarray, batch_size: int, numerics: Numerics
+) -> np.ndarray:
+    """The model's digit probabilities for `images`: computed with the portable operations
+    (the same bits on every CPU) or, under `native`, by Keras with TensorFlow's kernels."""
+    if numerics == "portable":
+        # Imported here: loading it builds the kernels, which `native` never needs.
+        from mnist_dvc.portable.network import predict
+
+        return predict(model, images, batch_size)
+    return model.predict(images, batch_size=batch_size, verbose=0)
 
 
 def save_model(model: keras.Model, json_path: Path, weights_path: Path) -> None:

@@ -1,20 +1,18 @@
-"""Which CPU kernels TensorFlow computes with: the one place that chooses them, and the record
-of where a model was made.
-
-TensorFlow chooses its kernels by CPUID. Its oneDNN ops are on by default only on CPUs that
-report AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (`DefaultOneDnnPolicy` in TensorFlow's
-core/util/port.cc); elsewhere Eigen's kernels run, whose matrix products call oneDNN's sgemm,
-which picks AVX2 or AVX-512 code at run time. Each choice adds up sums in another order, so
-the same seed used to give other bytes on another CPU. The number of intra-op threads changes
-the bytes too (measured: 1, 2 and 4 threads give three different models), the number of
-inter-op threads does not.
+"""How TensorFlow computes: the one place that chooses, and the record of where a model was made.
 
 params.yaml's `numerics` chooses:
-- `portable` (the default): Eigen's kernels, oneDNN's AVX2 code, two intra-op threads and no
-  GPU on every x86-64 CPU with AVX2, so that every such machine computes the same bytes. Two
-  threads is what the committed model was made with (a 2-core machine's default).
-- `native`: TensorFlow's own choice for this CPU, with every core, and the GPUs the caller's
-  CUDA_VISIBLE_DEVICES allows (all, unset): faster, other bytes.
+- `portable` (the default): every sum of a training or scoring step in one order fixed by this
+  project's code (mnist_dvc/portable/: the contractions in compiled kernels, the rest exactly
+  rounded operations), so that every x86-64 CPU with AVX2 and FMA computes the same bytes, at
+  any thread count. TensorFlow's own kernels would not: their matrix products cut their sums
+  by the CPU's cache sizes, its ISA and the thread count, and its softmax and some gradients
+  use approximate reciprocals whose bits differ between CPU vendors (docs/reproducibility.md).
+  The GPU is hidden: its kernels are another computation.
+- `native`: TensorFlow's own kernels, chosen by CPUID, and the GPUs the caller's
+  CUDA_VISIBLE_DEVICES allows (all, unset): other bytes on other CPUs.
+
+Both use the intra-op threads the caller's environment asks for (TF_NUM_INTRAOP_THREADS;
+TensorFlow's default is every core).
 
 `train.precision` is chosen here too (`training_precision`): `auto` trains in float32 under
 `portable`, and under `native` in mixed_bfloat16 where the CPU has bfloat16 instructions
@@ -41,12 +39,10 @@ from mnist_dvc.errors import ProjectError, StageError
 Numerics = Literal["portable", "native"]
 Precision = Literal["auto", "float32", "mixed_bfloat16"]
 
-PORTABLE_INTRA_OP_THREADS = 2
-# What `portable` sets in the environment before TensorFlow loads.
+# What `portable` sets in the environment before TensorFlow loads. The arithmetic itself is in
+# mnist_dvc/portable/; these keep TensorFlow's CPU-specific paths out of the rest of the step.
 PORTABLE_ENVIRONMENT = {
-    "TF_ENABLE_ONEDNN_OPTS": "0",  # Eigen's kernels, not oneDNN's ops
-    "ONEDNN_MAX_CPU_ISA": "AVX2",  # and oneDNN's sgemm under them in AVX2 code, not AVX-512
-    "TF_NUM_INTRAOP_THREADS": str(PORTABLE_INTRA_OP_THREADS),
+    "TF_ENABLE_ONEDNN_OPTS": "0",  # TensorFlow's own kernels for pooling and the like, not oneDNN's
     "CUDA_VISIBLE_DEVICES": "",  # no GPU: its kernels are another computation
 }
 # What `native` leaves as the caller set it: which GPUs TensorFlow may use.
@@ -115,8 +111,8 @@ def training_precision(
             fix = "set numerics: native, or" if hardware else "this CPU has no AVX512_BF16 or AMX:"
             raise PrecisionError(
                 "params.yaml: train.precision: mixed_bfloat16 needs `numerics: native` "
-                "(portable computes in AVX2 code, where bfloat16 is emulated at about 0.13x "
-                f"float32's speed); {fix} use train.precision: float32 or auto"
+                "(portable computes in float32 only, in its own fixed-order kernels); "
+                f"{fix} use train.precision: float32 or auto"
             )
         if not hardware and not gpus:
             raise PrecisionError(

@@ -15,7 +15,8 @@ import numpy as np
 from mnist_dvc import mnist, prepared, strict_json
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.errors import StageError
-from mnist_dvc.model import load_model
+from mnist_dvc.model import load_model, predict_probabilities
+from mnist_dvc.numerics import Numerics
 from mnist_dvc.params import load_params
 from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PER_DIGIT, PREDICTIONS, PREPARED_DIR
 from mnist_dvc.stage import run_stage
@@ -49,12 +50,12 @@ def write_outputs(
 
 
 def evaluate(
-    prepared_dir: Path, json_path: Path, weights_path: Path, batch_size: int
+    prepared_dir: Path, json_path: Path, weights_path: Path, batch_size: int, numerics: Numerics
 ) -> tuple[dict, dict, np.ndarray, np.ndarray]:
     """(metrics, accuracy per digit, labels, predicted digits) for the model on the test set."""
     model = load_model(json_path, weights_path)
     x_test, y_test = prepared.load_split(prepared_dir, "test")
-    probabilities = model.predict(x_test, batch_size=batch_size, verbose=0)
+    probabilities = predict_probabilities(model, x_test, batch_size, numerics)
     broken = ~np.isfinite(probabilities).all(axis=1)
     if broken.any():
         raise StageError(
@@ -66,9 +67,9 @@ def evaluate(
 
 
 def main() -> None:
-    params = load_params().evaluate
+    params = load_params()
     metrics, per_digit, labels, predicted = evaluate(
-        PREPARED_DIR, MODEL_JSON, MODEL_WEIGHTS, params.batch_size
+        PREPARED_DIR, MODEL_JSON, MODEL_WEIGHTS, params.evaluate.batch_size, params.numerics
     )
     write_outputs(metrics, per_digit, labels, predicted)
     print(f"evaluate: test accuracy {metrics['accuracy']:.4f}, test loss {metrics['loss']:.4f}")

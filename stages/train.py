@@ -24,17 +24,23 @@ from mnist_dvc import mnist, prepared, strict_json
 from mnist_dvc.architectures import build_model
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.feed import batches
-from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, write_model
-from mnist_dvc.numerics import cpu, gpus, provenance_of, training_precision
+from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, make_optimizer, write_model
+from mnist_dvc.numerics import Numerics, cpu, gpus, provenance_of, training_precision
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, PROVENANCE, TRAIN_LOG_DIR
 from mnist_dvc.stage import run_stage
 
 
 def train(
-    prepared_dir: Path, p: TrainParams, log_dir: Path | None, callbacks: Sequence = ()
+    prepared_dir: Path,
+    p: TrainParams,
+    log_dir: Path | None,
+    callbacks: Sequence = (),
+    *,
+    numerics: Numerics,
 ) -> keras.Model:
-    """Fit on data/prepared in `p.precision` (float32 or mixed_bfloat16; main() resolves auto)."""
+    """Fit on data/prepared in `p.precision` (float32 or mixed_bfloat16; main() resolves auto),
+    with the portable operations (mnist_dvc/portable/) or TensorFlow's own kernels."""
     if p.precision == "auto":  # a caller's slip, not the user's: main() resolves it
         raise ValueError("train(): resolve precision auto with numerics.training_precision first")
     keras.utils.set_random_seed(p.seed)  # Python, NumPy and TensorFlow generators
@@ -48,7 +54,15 @@ def train(
     keras.mixed_precision.set_global_policy(p.precision)
     try:
         model = build_model(x_train.shape[1:], p.model)
-        compile_model(model, p.optimizer)
+        if numerics == "portable":
+            # Imported here: loading it builds the kernels, which `native` never needs.
+            from mnist_dvc.portable.network import PortableModel, compile_portable
+
+            trainer = PortableModel(model)  # the same layers and weights, portable arithmetic
+            compile_portable(trainer, make_optimizer(p.optimizer))
+        else:
+            trainer = model
+            compile_model(model, p.optimizer)
         model.summary()
 
         callbacks = [StopOnNonFiniteLoss(), *callbacks]
@@ -58,7 +72,7 @@ def train(
 
         # As in the notebook, the test set is the validation data. The batches are the ones
         # fit(x, y) makes, without tf.data's autotuning, which stalled epochs (mnist_dvc/feed.py).
-        model.fit(
+        trainer.fit(
             batches(x_train, one_hot(y_train, mnist.NUM_CLASSES), p.batch_size, shuffle=True),
             epochs=p.epochs,
             shuffle=False,  # `batches` shuffles; fit would only warn that it cannot
@@ -90,7 +104,7 @@ def main() -> None:
     p = params.train.model_copy(update={"precision": precision})
     outputs = MODEL_JSON, MODEL_WEIGHTS, PROVENANCE, TRAIN_LOG_DIR
     with atomic_outputs(*outputs) as (json_path, h5_path, provenance_path, logs):
-        model = train(PREPARED_DIR, p, logs)
+        model = train(PREPARED_DIR, p, logs, numerics=params.numerics)
         write_model(model, json_path, h5_path)
         made = provenance_of(h5_path, params.numerics, precision, previous=PROVENANCE)
         provenance_path.write_text(strict_json.dumps(made, str(PROVENANCE)))

@@ -1,0 +1,96 @@
+"""The operations of a training step under `numerics: portable`, each rounded the same way on
+every CPU and at any thread count.
+
+Contractions (dense layers, convolutions and their gradients, bias gradients) run in the
+compiled kernels (kernels.cc), whose sums have one order fixed by the source. Everything else
+is either exactly rounded element by element (add, multiply, divide, sqrt, max, select...) or a
+short sum along the last axis (the ten classes), which TensorFlow computes in one thread with
+one code path. What TensorFlow would otherwise compute with a CPU-specific approximate
+reciprocal is written out: the softmax divides, and the cross-entropy's gradient is `p - y`,
+exactly what Keras's clipped cross-entropy differentiates to, with no `1/p` in between.
+`tests/test_portable.py` lists every op of the traced training step against the ones allowed.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from mnist_dvc.portable.build import load
+
+_kernels = load()
+
+
+def matmul(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """a @ b for matrices, in the kernels' fixed order."""
+    return _kernels.portable_mat_mul(a, b)
+
+
+def conv2d(images: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """A stride-1 "valid" convolution, images NHWC and kernel HWIO, as tf.nn.conv2d."""
+    return _kernels.portable_conv2d(images, kernel)
+
+
+def add_bias(x: tf.Tensor, bias: tf.Variable | tf.Tensor) -> tf.Tensor:
+    """x + bias along the last axis; the bias's gradient summed in the kernels' order
+    (TensorFlow's BiasAddGrad splits its sum by the thread count)."""
+    return _add_bias(x, tf.convert_to_tensor(bias))  # a value: the tape sees the variable read
+
+
+@tf.custom_gradient
+def _add_bias(x: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+    def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return upstream, _kernels.portable_column_sum(upstream)
+
+    return x + bias, gradient
+
+
+def softmax(logits: tf.Tensor) -> tf.Tensor:
+    """exp(z - max z) / sum: a true division (tf.nn.softmax multiplies by an approximate
+    reciprocal, whose bits differ from one CPU vendor to another)."""
+    e = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
+    return e / tf.reduce_sum(e, axis=-1, keepdims=True)
+
+
+EPSILON = 1e-7  # Keras's backend epsilon, which its cross-entropy clips probabilities to
+
+
+def crossentropy(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Keras's categorical cross-entropy of softmax(logits), per example: -log p_y with p_y
+    clipped to [1e-7, 1 - 1e-7]. Its gradient is Keras's too, without its reciprocal: p - y
+    where the clip lets p_y through, and zero where the clip holds it (as `clip`'s gradient is)."""
+
+    y_true = tf.cast(y_true, logits.dtype)  # one-hot labels may come as float64
+
+    @tf.custom_gradient
+    def loss(z: tf.Tensor) -> tf.Tensor:
+        p = softmax(z)
+        p_true = tf.reduce_sum(y_true * p, axis=-1)
+        clipped = tf.clip_by_value(p_true, EPSILON, 1.0 - EPSILON)
+
+        def gradient(upstream: tf.Tensor) -> tf.Tensor:
+            passes = tf.cast((p_true > EPSILON) & (p_true < 1.0 - EPSILON), z.dtype)
+            return (upstream * passes)[:, None] * (p - y_true)
+
+        return -tf.math.log(clipped), gradient
+
+    return loss(logits)
+
+
+@tf.RegisterGradient("PortableMatMul")
+def _matmul_gradient(op: tf.Operation, upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    a, b = op.inputs  # the product a @ b was computed without transposes (`matmul`)
+    return (
+        _kernels.portable_mat_mul(upstream, b, transpose_b=True),
+        _kernels.portable_mat_mul(a, upstream, transpose_a=True),
+    )
+
+
+@tf.RegisterGradient("PortableConv2D")
+def _conv2d_gradient(op: tf.Operation, upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    # Inside a tf.function (Keras's train step) a gradient nobody reads, such as the first
+    # layer's input gradient, is pruned before it runs.
+    images, kernel = op.inputs
+    return (
+        _kernels.portable_conv2d_backprop_input(tf.shape(images), kernel, upstream),
+        _kernels.portable_conv2d_backprop_filter(images, tf.shape(kernel), upstream),
+    )
