@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all help check setup setup-dev setup-sweep setup-bench setup-gpu bench system-packages repro verify test lint lock lock-extras lock-gpu clean
+.PHONY: all help check setup setup-dev setup-sweep setup-bench setup-gpu bench numerics-matrix system-packages repro verify test lint lock lock-extras lock-gpu clean
 
 all: repro  ## set up the pinned environment and run the whole pipeline (the default)
 
@@ -103,6 +103,15 @@ bench: setup-bench  ## speed and accuracy against the notebook (SEEDS=1, NUMERIC
 	dvc repro preprocess
 	python scripts/bench.py$(if $(SEEDS), --seeds)$(if $(NUMERICS), --numerics-only)$(if $(MIXED), --mixed-only)$(if $(FULL), --full)
 
+# Does the portable training computation give the same bits at 1, 2, 4 and 8 threads, and under
+# qemu's emulated CPU models (Debian's qemu-user; 10-30 minutes each here)? Prints the table,
+# fingerprint by fingerprint, and writes benchmarks/numerics_matrix.json. EMULATE= (empty) runs
+# the native columns only; EMULATE=EPYC-Rome,Haswell chooses the models.
+EMULATE ?= Haswell,Cascadelake-Server,Icelake-Server,EPYC-Rome,EPYC-Milan
+numerics-matrix: setup  ## the same bits at every thread count and on emulated CPUs? (EMULATE=...)
+	dvc repro preprocess
+	python scripts/numerics_matrix.py --emulate "$$EMULATE"
+
 # Re-resolve the stages' direct dependencies in pyproject.toml to exact versions of everything
 # (requirements.lock, its comment lines kept), then each extra's lock on top of it.
 lock:  ## re-resolve every lock from pyproject.toml
@@ -140,9 +149,10 @@ clean:  ## remove .venv, node_modules and build/
 	rm -rf $(VENV) node_modules build
 
 # The model registry (docs/releases.md); run `make setup` first. The values given as VERSION,
-# STAGE, DEST and REMOTE reach mnist-release as environment variables, taken literally (not
-# expanded by make: `$(value ...)`) and quoted for the shell ("$$VERSION"): no value can run code.
-USER_VALUES := VERSION STAGE DEST REMOTE
+# STAGE, DEST and REMOTE (and numerics-matrix's EMULATE) reach the commands as environment
+# variables, taken literally (not expanded by make: `$(value ...)`) and quoted for the shell
+# ("$$VERSION"): no value can run code.
+USER_VALUES := VERSION STAGE DEST REMOTE EMULATE
 $(foreach v,$(USER_VALUES),$(eval override $(v) := $$(value $(v))))
 export $(USER_VALUES)
 .PHONY: release promote publish
