@@ -61,8 +61,12 @@ def numerics_report(study: dict) -> list[str]:
             f"{name:36} {row['images_per_s']:9.0f} {row['vs_notebook_native']:20.2f} {rounds:>16}"
         )
     portable, native = study["project, portable"], study["project, native"]
-    cost = 1 - portable["images_per_s"] / native["images_per_s"]
-    lines.append(f"the portable path costs the project {cost:.0%} of native's speed here")
+    before = next(row for name, row in study.items() if name.startswith("project, portable before"))
+    lines.append(
+        f"portable: {portable['images_per_s'] / native['images_per_s']:.2f}x native, "
+        f"{portable['images_per_s'] / before['images_per_s']:.2f}x portable before, "
+        f"{portable['vs_notebook_native']:.2f}x the notebook on tf-keras"
+    )
     return lines
 
 
@@ -103,7 +107,7 @@ def report(results: dict) -> str:
     )
     threads = results["intra_op_threads"]
     lines.append(
-        "intra-op threads (native kernels): "
+        "intra-op threads (the params' numerics): "
         + ", ".join(f"{t}: {r:.0f} images/s" for t, r in threads.items())
     )
     prof = results["profile"]
@@ -189,7 +193,8 @@ def main() -> None:
         from mnist_dvc import numerics
         from mnist_dvc.params import load_params
 
-        numerics.configure(args.numerics or load_params(ROOT / "params.yaml").numerics)
+        args.numerics = args.numerics or load_params(ROOT / "params.yaml").numerics
+        numerics.configure(args.numerics)
         os.environ.update(setting.split("=", 1) for setting in args.tf_setting)
         print("BENCH " + json.dumps(WORKERS[args.worker](args)), flush=True)
         return

@@ -83,49 +83,58 @@ def quick_params(train_images: int, epochs: int, seed: int, precision: str):
     )
 
 
-def worker_train(data: Path, train_images: int, epochs: int, seed: int, precision: str) -> dict:
+def worker_train(
+    data: Path, train_images: int, epochs: int, seed: int, precision: str, numerics: str
+) -> dict:
     """The train stage's own code (stages/train.py), timed per epoch, then scored on the test
     set as the evaluate stage scores it."""
     import keras
 
     from benchmarks.notebook import epoch_timer
-    from mnist_dvc import mnist, prepared
+    from mnist_dvc import prepared
+    from mnist_dvc.model import predict_probabilities
+    from stages.evaluate import score
     from stages.train import train
 
     timer = epoch_timer(keras)
     p = quick_params(train_images, epochs, seed, precision)
-    model = train(data, p, log_dir=None, callbacks=[timer])
+    model = train(data, p, log_dir=None, callbacks=[timer], numerics=numerics)
     x_test, y_test = prepared.load_split(data, "test")
-    model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
-    loss, accuracy = model.evaluate(
-        x_test, keras.utils.to_categorical(y_test, mnist.NUM_CLASSES), batch_size=1000, verbose=0
-    )
-    return {"epoch_s": timer.seconds, "loss": float(loss), "accuracy": float(accuracy)}
+    metrics, _ = score(predict_probabilities(model, x_test, 1000, numerics), y_test)
+    return {"epoch_s": timer.seconds, "loss": metrics["loss"], "accuracy": metrics["accuracy"]}
 
 
-def _compiled_model(data: Path, train_images: int):
+def _compiled_model(data: Path, train_images: int, numerics: str):
+    """The model as `train` compiles it under `numerics` (portable: the PortableModel that
+    trains the Keras model's layers)."""
     import keras
 
     from mnist_dvc import mnist, prepared
     from mnist_dvc.architectures import build_model
-    from mnist_dvc.model import compile_model
+    from mnist_dvc.model import compile_model, make_optimizer
 
     p = quick_params(train_images, 1, 42, "float32")
     keras.utils.set_random_seed(p.seed)
     x, y = prepared.load_split(data, "train", count=train_images)
     model = build_model(x.shape[1:], p.model)
-    compile_model(model, p.optimizer)
+    if numerics == "portable":
+        from mnist_dvc.portable.network import PortableModel, compile_portable
+
+        model = PortableModel(model)
+        compile_portable(model, make_optimizer(p.optimizer))
+    else:
+        compile_model(model, p.optimizer)
     return model, x, keras.utils.to_categorical(y, mnist.NUM_CLASSES), p.batch_size
 
 
-def worker_scaling(data: Path) -> dict:
+def worker_scaling(data: Path, numerics: str) -> dict:
     """Seconds for one epoch (no validation) on each training-set size, one model, traced once
     on a warm-up epoch first; and the seconds of one validation pass."""
     import keras
 
     from mnist_dvc import mnist, prepared
 
-    model, x, y, batch = _compiled_model(data, max(SCALING))
+    model, x, y, batch = _compiled_model(data, max(SCALING), numerics)
     model.fit(x[:1280], y[:1280], batch_size=batch, epochs=1, verbose=0)
     seconds = {}
     for n in SCALING:
@@ -141,17 +150,17 @@ def worker_scaling(data: Path) -> dict:
     return {"epoch_s": seconds, "validation_s": time.perf_counter() - start}
 
 
-def worker_threads(data: Path, images: int) -> dict:
+def worker_threads(data: Path, images: int, numerics: str) -> dict:
     """Images/s of one epoch (no validation) after a warm-up, with TF_NUM_INTRAOP_THREADS as
     the environment sets it."""
-    model, x, y, batch = _compiled_model(data, images)
+    model, x, y, batch = _compiled_model(data, images, numerics)
     model.fit(x[:1280], y[:1280], batch_size=batch, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
     return {"images_per_s": images / (time.perf_counter() - start)}
 
 
-def worker_profile(data: Path, images: int) -> dict:
+def worker_profile(data: Path, images: int, numerics: str) -> dict:
     """Where a training step's time goes, at the stage's batch size: each layer's forward pass,
     the backward pass, the optimizer's update and Keras's `fit` loop around them; and `fit`
     fed from NumPy arrays (Keras's own pipeline with tf.data's autotuning, as the stage fed it
@@ -160,7 +169,7 @@ def worker_profile(data: Path, images: int) -> dict:
     import keras
     import tensorflow as tf
 
-    model, x, y, batch = _compiled_model(data, images)
+    model, x, y, batch = _compiled_model(data, images, numerics)
     xb, yb = tf.constant(x[:batch]), tf.constant(y[:batch])
     loss_fn, optimizer = keras.losses.get(model.loss), model.optimizer
     optimizer.build(model.trainable_variables)
@@ -177,8 +186,15 @@ def worker_profile(data: Path, images: int) -> dict:
 
     layer_ms = {}
     inputs = xb
-    for layer in model.layers:
-        call = tf.function(lambda t, layer=layer: layer(t, training=True))
+    layers = model.inner.layers if numerics == "portable" else model.layers
+    for index, layer in enumerate(layers):
+        if numerics == "portable":
+            from mnist_dvc.portable.network import apply_layer
+
+            last = index == len(layers) - 1
+            call = tf.function(lambda t, layer=layer, last=last: apply_layer(layer, t, True, last))
+        else:
+            call = tf.function(lambda t, layer=layer: layer(t, training=True))
         layer_ms[f"{layer.name} ({type(layer).__name__})"] = best_ms(
             lambda t=inputs, call=call: call(t)
         )
@@ -244,8 +260,10 @@ def worker_profile(data: Path, images: int) -> dict:
 
 WORKERS = {
     "matmul": lambda a: worker_matmul(a.data),
-    "train": lambda a: worker_train(a.data, a.train_images, a.epochs, a.seed, a.precision),
-    "scaling": lambda a: worker_scaling(a.data),
-    "threads": lambda a: worker_threads(a.data, a.train_images),
-    "profile": lambda a: worker_profile(a.data, a.train_images),
+    "train": lambda a: worker_train(
+        a.data, a.train_images, a.epochs, a.seed, a.precision, a.numerics
+    ),
+    "scaling": lambda a: worker_scaling(a.data, a.numerics),
+    "threads": lambda a: worker_threads(a.data, a.train_images, a.numerics),
+    "profile": lambda a: worker_profile(a.data, a.train_images, a.numerics),
 }
