@@ -13,6 +13,8 @@ import yaml
 
 from mnist_dvc import commands, dvc_lock
 from mnist_dvc.errors import ToolError, describe
+from mnist_dvc.files import read_text_limited
+from mnist_dvc.redact import redact
 from mnist_dvc.released import ARTIFACT
 
 STAGES = ("dev", "staging", "prod")
@@ -65,9 +67,9 @@ def check_git_clean(root: Path) -> None:
 def artifact_path(root: Path) -> str:
     """The artifact's path from dvc.yaml, as `dvc artifacts get` will read it at the tag."""
     try:
-        declared = yaml.safe_load((root / "dvc.yaml").read_text()).get("artifacts") or {}
+        declared = yaml.safe_load(read_text_limited(root / "dvc.yaml")).get("artifacts") or {}
         return str(declared[ARTIFACT]["path"]).rstrip("/")
-    except (OSError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, KeyError, TypeError):
         raise Refused(
             f"dvc.yaml declares no artifact {ARTIFACT} with a path: add it under `artifacts:`"
         ) from None
@@ -97,7 +99,7 @@ def default_remote(repo) -> tuple[str, str]:
     name = repo.config["core"].get("remote")
     if not name:
         raise Refused("no default DVC remote: `dvc remote add -d NAME URL`, commit, `dvc push`")
-    return name, str(repo.config["remote"][name]["url"])
+    return name, redact(str(repo.config["remote"][name]["url"]))  # for messages only
 
 
 def check_in_remote(repo, path: str) -> None:
@@ -109,7 +111,7 @@ def check_in_remote(repo, path: str) -> None:
             targets=[path], granular=True, not_in_remote=True, remote_refresh=True
         )
     except Exception as error:  # DVC raises many kinds for a remote it cannot reach
-        reason = describe(error)
+        reason = redact(describe(error))
         raise Refused(f"cannot check the default remote {name!r} ({url}): {reason}") from None
     missing = sorted(entry.replace(os.sep, "/") for entry in status["not_in_remote"])
     if missing:

@@ -35,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.paths import MODEL_JSON
+from mnist_dvc.redact import redact
 from mnist_dvc.serving.app import MAX_BATCH, create_app
 from mnist_dvc.serving.card import model_card, stale_onnx
 from mnist_dvc.serving.engines import ENGINES, load_engine
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             predictor = load_engine(args.model_dir, args.engine, threads=args.threads or None)
             card = model_card(args.model_dir, args.engine, release)
     except StageError as error:
-        print(f"mnist-serve: error: {error}", file=sys.stderr)
+        print(f"mnist-serve: error: {redact(str(error))}", file=sys.stderr)
         return 1
     except OSError as error:  # the files vanished between loading and hashing
         print(f"mnist-serve: error: {args.model_dir}: {describe(error)}", file=sys.stderr)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from mnist_dvc.commands import run
+from mnist_dvc.redact import redact
 from mnist_dvc.sweep.grid import Experiment
 from mnist_dvc.sweep.plan import Plan, SweepError
 from mnist_dvc.sweep.task import Outcome, dvc, read_metrics
@@ -108,7 +109,7 @@ def pull_and_show(plan: Plan, git_remote: str, names: list[str], keep: list[str]
         )
     except SweepError as error:
         print(
-            f"mnist-sweep: error: {error}; the experiments are on {git_remote}: run "
+            f"mnist-sweep: error: {redact(str(error))}; the experiments are on {git_remote}: run "
             f"`dvc exp pull {git_remote}` again",
             file=sys.stderr,
         )
