@@ -107,3 +107,16 @@ def require_regular(path: Path | str, limit: int) -> None:
     opens it itself (NumPy's memory map, ONNX Runtime, HDF5)."""
     with open_regular(path, limit):
         pass
+
+
+def model_problem(path: Path) -> str | None:
+    """Why a model's file (model.json, model.h5, model.onnx) cannot be loaded, in words, before
+    a loader opens it; None if it can, or if it is missing (the loader says so)."""
+    limit = MAX_RECORD_BYTES if path.suffix == ".json" else MAX_MODEL_BYTES
+    try:
+        require_regular(path, limit)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"{path}: {error.strerror}"
+    return None

@@ -21,7 +21,7 @@ import numpy as np
 
 from mnist_dvc import mnist
 from mnist_dvc.errors import StageError, describe
-from mnist_dvc.files import MAX_MODEL_BYTES, MAX_RECORD_BYTES, require_regular
+from mnist_dvc.files import model_problem
 from mnist_dvc.paths import MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS
 
 Engine = Literal["onnx", "keras"]
@@ -46,13 +46,8 @@ def check_files(model_dir: Path, engine: Engine) -> None:
     """Refuse a served file that is not a regular file of a model's size before any loader
     opens it (a symlink to /dev/zero, a named pipe); a missing one is the loader's to say."""
     for path in served_files(model_dir, engine):
-        limit = MAX_RECORD_BYTES if path.name == MODEL_JSON.name else MAX_MODEL_BYTES
-        try:
-            require_regular(path, limit)
-        except FileNotFoundError:
-            continue
-        except OSError as error:
-            raise EngineError(f"{path}: {describe(error)}") from None
+        if problem := model_problem(path):
+            raise EngineError(problem)
 
 
 def load_engine(model_dir: Path, engine: Engine, *, threads: int | None = None) -> Predictor:
