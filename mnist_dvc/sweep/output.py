@@ -46,7 +46,7 @@ class RayMessages(io.TextIOBase):
         for line in map(strip_colours, lines):
             if line.startswith("("):  # "(raylet) ...": a message; indented lines: its log
                 cut = line if len(line) <= RAY_MESSAGE_CHARS else f"{line[:RAY_MESSAGE_CHARS]}..."
-                self.sink.write(f"mnist-sweep: ray: {cut}\n")
+                self.sink.write(redact(f"mnist-sweep: ray: {cut}\n"))
         return len(text)
 
     def flush(self) -> None:

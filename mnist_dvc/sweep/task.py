@@ -32,6 +32,7 @@ from typing import Any
 from mnist_dvc.commands import NO_PROMPTS, last_line
 from mnist_dvc.errors import ToolError
 from mnist_dvc.files import read_text_limited
+from mnist_dvc.redact import redact
 
 LOG_TAIL_CHARS = 6000  # of each experiment's output, kept for `mnist-sweep --verbose`
 NO_OUTPUT = "no output"  # the reason when a failed command wrote nothing
@@ -217,12 +218,11 @@ def clone(job: Job, work: Path) -> None:
         cwd=work.parent,
     )
     if code != 0:
-        raise InfraError(f"git clone {job.git_url} failed: {last_line(output, NO_OUTPUT)}")
+        raise InfraError(redact(f"git clone {job.git_url} failed: {last_line(output, NO_OUTPUT)}"))
     code, output = guarded(["git", "checkout", "--quiet", "--detach", job.commit], cwd=work)
     if code != 0:
-        raise InfraError(
-            f"commit {job.commit[:12]} is not in {job.git_url}: {last_line(output, NO_OUTPUT)}"
-        )
+        reason = last_line(output, NO_OUTPUT)
+        raise InfraError(redact(f"commit {job.commit[:12]} is not in {job.git_url}: {reason}"))
 
 
 def ref_on_remote(job: Job, work: Path) -> bool:
@@ -230,7 +230,8 @@ def ref_on_remote(job: Job, work: Path) -> bool:
         ["git", "ls-remote", job.git_remote, exp_ref(job.commit, job.name)], work
     )
     if code != 0:
-        raise InfraError(f"git ls-remote {job.git_url} failed: {last_line(output, NO_OUTPUT)}")
+        reason = last_line(output, NO_OUTPUT)
+        raise InfraError(redact(f"git ls-remote {job.git_url} failed: {reason}"))
     return bool(output.strip())
 
 
