@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from mnist_dvc.errors import ProjectError, describe
+from mnist_dvc.files import read_text_limited
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
 
@@ -58,12 +59,13 @@ def parse(text: str | bytes, where: str = "dvc.lock", *, strict: bool = False) -
 
 
 def read(path: Path, *, strict: bool = False) -> dict[str, Stage]:
-    """The dvc.lock at `path`; LockError if it is missing or unreadable."""
+    """The dvc.lock at `path`; LockError if it is missing, unreadable, not a regular file or
+    larger than a dvc.lock can be (mnist_dvc/files.py)."""
     try:
-        text = path.read_text()
+        text = read_text_limited(path)
     except FileNotFoundError:
         raise LockError(f"no dvc.lock in {path.parent}") from None
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise LockError(f"{path}: unreadable ({describe(error)})") from None
     return parse(text, str(path), strict=strict)
 

@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from mnist_dvc.errors import StageError
+from mnist_dvc.files import read_limited
 
 UBYTE = 0x08
+# MNIST's largest file, the training images, is 47,040,016 bytes.
+MAX_IDX_BYTES = 64 << 20
 
 
 class IdxError(StageError):
@@ -24,8 +27,9 @@ def read_idx(path: Path, *, ndim: int, shape: tuple[int, ...] | None = None) -> 
     """Read an unsigned-byte IDX file with `ndim` dimensions.
 
     `shape` pins the trailing dimensions (e.g. (28, 28) for images); the first one is the count.
+    A file that is not a regular one, or larger than MAX_IDX_BYTES, is refused unread.
     """
-    data = Path(path).read_bytes()
+    data = read_limited(path, MAX_IDX_BYTES)
     expected_magic = (UBYTE << 8) | ndim
     if len(data) < 4:
         raise IdxError(f"{path}: too short for an IDX header ({len(data)} bytes)")

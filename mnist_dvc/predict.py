@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import model_problem
 from mnist_dvc.inputs import Loaded, load_inputs
 from mnist_dvc.model import ModelError, load_model
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
@@ -78,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
 
-    json_path = args.model_dir / MODEL_JSON.name
+    json_path, weights = args.model_dir / MODEL_JSON.name, args.model_dir / MODEL_WEIGHTS.name
+    if problem := model_problem(json_path) or model_problem(weights):
+        return report([], [ModelError(problem)], args.json)
     try:
-        model = load_model(json_path, args.model_dir / MODEL_WEIGHTS.name)
+        model = load_model(json_path, weights)
     except ModelError as error:
         return report([], [error], args.json)
     loaded = Loaded()

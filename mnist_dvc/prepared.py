@@ -10,10 +10,13 @@ from typing import Literal
 
 import numpy as np
 
-from mnist_dvc.errors import StageError
+from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import require_regular
 
 DataFormat = Literal["channels_last", "channels_first"]
 SPLITS = ("train", "test")
+# The largest array, the training images as float32: 60,000 x 28 x 28 x 4 bytes = 188 MB.
+MAX_ARRAY_BYTES = 256 << 20
 
 
 class PreparedError(StageError):
@@ -50,9 +53,12 @@ def load_split(
 
 def _load(path: Path, dtype: type, *, ndim: int) -> np.ndarray:
     try:
+        require_regular(path, MAX_ARRAY_BYTES)  # a named pipe would block np.load's open
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise PreparedError(f"{path}: no such file (run the preprocess stage)") from None
+    except OSError as error:
+        raise PreparedError(f"{path}: {describe(error)}") from None
     except ValueError as error:
         raise PreparedError(f"{path}: not a .npy array ({error})") from None
     if array.dtype != dtype or array.ndim != ndim:

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import read_text_limited
 from mnist_dvc.paths import RELEASE
 
 ARTIFACT = "mnist-cnn"  # the artifact's name in dvc.yaml and in its GTO tags
@@ -54,10 +55,10 @@ class Release:
 
 def read_release(path: Path = RELEASE) -> Release:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text_limited(path))
     except FileNotFoundError:
         return Release()
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise StageError(f"{path}: {describe(error)}") from None
     data = {} if data is None else data
     if not (isinstance(data, dict) and _well_formed(data)):

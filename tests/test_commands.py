@@ -1,8 +1,16 @@
-"""mnist_dvc/commands.py: which locations git reads as URLs."""
+"""mnist_dvc/commands.py: which locations git reads as URLs; a command's failure as one
+redacted line; a deadline that ends the command's whole process group."""
+
+import os
+import signal
+import time
 
 import pytest
 
-from mnist_dvc.commands import is_url
+from mnist_dvc.commands import is_url, run
+from mnist_dvc.errors import ToolError
+from mnist_dvc.redact import redact
+from tests.servers import free_port
 
 
 @pytest.mark.parametrize(
@@ -20,3 +28,35 @@ from mnist_dvc.commands import is_url
 )
 def test_is_url(location, url):
     assert is_url(location) is url
+
+
+def test_a_failure_is_one_redacted_line(tmp_path):
+    """git hides a URL's password in its own words; the command line in front of them must
+    not show it either (issue 28: `mnist-serve --repo https://user:pw@...`)."""
+    url = f"https://user:hunter2@127.0.0.1:{free_port()}/team.git"
+    with pytest.raises(ToolError) as failed:
+        run(["git", "ls-remote", url], tmp_path, error=ToolError, timeout=60)
+    message = str(failed.value)
+    assert "hunter2" not in message and "\n" not in message
+    assert message.startswith(f"git ls-remote {redact(url)}: ")
+
+
+def test_a_timeout_ends_the_whole_process_group(tmp_path):
+    """At the deadline the program and what it started (git's remote helpers, npm's workers)
+    are killed, not only the program: nothing is left running."""
+    pidfile = tmp_path / "grandchild"
+    script = f"sleep 300 & echo $! > {pidfile}; wait"
+    start = time.monotonic()
+    with pytest.raises(ToolError, match=r"^sh: timed out after 1 s$"):
+        run(["sh", "-c", script], tmp_path, error=ToolError, name="sh", timeout=1)
+    assert time.monotonic() - start < 10
+    grandchild = int(pidfile.read_text())
+    for _ in range(50):
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(grandchild, signal.SIGKILL)
+        pytest.fail(f"sleep {grandchild} outlived the timeout")

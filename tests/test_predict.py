@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from mnist_dvc.inputs import (
     check_images,
     image_from_bytes,
     images_from_npy,
+    load_inputs,
     mnist_like,
 )
 from mnist_dvc.model import load_model, save_model
@@ -467,3 +469,24 @@ def test_a_model_whose_outputs_are_not_probabilities_is_one_line(tmp_path, digit
         f"predict: error: {tmp_path / 'model.json'}: its last layer (Dense) does not end in a "
         "softmax: its outputs are not digit probabilities\n"
     )
+
+
+def test_a_model_or_an_input_that_is_not_a_regular_file_is_refused_at_once(
+    tmp_path, digits, capsys
+):
+    """Issue 28: model.h5 as a symlink to /dev/zero, an input that is a named pipe: each is
+    refused by what it is, before a loader opens it (it would read forever, or wait)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "model.json").write_text("{}")
+    (models / "model.h5").symlink_to("/dev/zero")
+    good = tmp_path / "good.png"
+    Image.fromarray(digits[0]).save(good)
+    assert main(["--model-dir", str(models), str(good)]) == 1
+    assert capsys.readouterr().err == (
+        f"predict: error: {models / 'model.h5'}: not a regular file (a character device)\n"
+    )
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    loaded = load_inputs(pipe)
+    assert [str(error) for error in loaded.errors] == [f"{pipe}: not a regular file (a named pipe)"]

@@ -1,22 +1,28 @@
 """What a commit must be before it is released, each check one line when it fails: a clean git
 tree, a pipeline that `dvc status` calls up to date, and every model file in the default DVC
-remote. Cheapest checks first, so that a refusal comes fast."""
+remote. Cheapest checks first, so that a refusal comes fast. The remote is asked by `dvc data
+status` in a child process with a deadline (REMOTE_TIMEOUT_S): DVC's own calls have none."""
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 
 import yaml
 
 from mnist_dvc import commands, dvc_lock
-from mnist_dvc.errors import ToolError, describe
+from mnist_dvc.errors import ToolError
+from mnist_dvc.files import read_text_limited
+from mnist_dvc.redact import redact
 from mnist_dvc.released import ARTIFACT
 
 STAGES = ("dev", "staging", "prod")
 MAX_VERSION = 64  # characters: v1.2.0-rc.1+build.5 and then some; a git tag name stays short
+REMOTE_TIMEOUT_S = 600.0  # listing the model's files in the remote
+LOCAL_GIT_TIMEOUT_S = 120.0
 
 
 class Refused(ToolError):
@@ -27,12 +33,12 @@ git = partial(commands.git, error=Refused)  # git(root, *args): its stdout, or R
 
 
 def repo_root() -> Path:
-    run = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=False
-    )
-    if run.returncode != 0:
-        raise Refused("not inside a git repository: run this in a clone of the project")
-    return Path(run.stdout.strip())
+    where = ["git", "rev-parse", "--show-toplevel"]
+    try:
+        top = commands.run(where, error=Refused, timeout=LOCAL_GIT_TIMEOUT_S)
+    except Refused:
+        raise Refused("not inside a git repository: run this in a clone of the project") from None
+    return Path(top.strip())
 
 
 def check_version(version: str) -> None:
@@ -65,9 +71,9 @@ def check_git_clean(root: Path) -> None:
 def artifact_path(root: Path) -> str:
     """The artifact's path from dvc.yaml, as `dvc artifacts get` will read it at the tag."""
     try:
-        declared = yaml.safe_load((root / "dvc.yaml").read_text()).get("artifacts") or {}
+        declared = yaml.safe_load(read_text_limited(root / "dvc.yaml")).get("artifacts") or {}
         return str(declared[ARTIFACT]["path"]).rstrip("/")
-    except (OSError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, KeyError, TypeError):
         raise Refused(
             f"dvc.yaml declares no artifact {ARTIFACT} with a path: add it under `artifacts:`"
         ) from None
@@ -97,21 +103,23 @@ def default_remote(repo) -> tuple[str, str]:
     name = repo.config["core"].get("remote")
     if not name:
         raise Refused("no default DVC remote: `dvc remote add -d NAME URL`, commit, `dvc push`")
-    return name, str(repo.config["remote"][name]["url"])
+    return name, redact(str(repo.config["remote"][name]["url"]))  # for messages only
 
 
 def check_in_remote(repo, path: str) -> None:
     """Every file of the model is in the default remote, as a consumer of the tag needs it.
     DVC reports an unreachable HTTP remote as files missing, so the message says both."""
     name, url = default_remote(repo)
+    listing = [sys.executable, "-m", "dvc", "data", "status", "--granular", "--not-in-remote",
+               "--json", path]  # fmt: skip
+    unchecked = f"cannot check the default remote {name!r} ({url})"
+    output = commands.run(listing, Path(repo.root_dir), error=Refused, name=unchecked,
+                          timeout=REMOTE_TIMEOUT_S)  # fmt: skip
     try:
-        status = repo.data_status(
-            targets=[path], granular=True, not_in_remote=True, remote_refresh=True
-        )
-    except Exception as error:  # DVC raises many kinds for a remote it cannot reach
-        reason = describe(error)
-        raise Refused(f"cannot check the default remote {name!r} ({url}): {reason}") from None
-    missing = sorted(entry.replace(os.sep, "/") for entry in status["not_in_remote"])
+        status = json.loads(output)
+    except ValueError:
+        raise Refused(f"{unchecked}: dvc data status printed no JSON") from None
+    missing = sorted(entry.replace(os.sep, "/") for entry in status.get("not_in_remote", []))
     if missing:
         more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
         raise Refused(

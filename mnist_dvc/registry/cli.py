@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from mnist_dvc import registry
+from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import STAGES, Refused
 from mnist_dvc.registry.publish import publish
 from mnist_dvc.registry.tags import promote, register
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as reason:
         # publish copies whole files only: what it copied before a failure is good to serve.
         untouched = "" if args.command == "publish" else "; no tag was made"
-        print(f"release: error: {reason}{untouched}", file=sys.stderr)
+        print(f"release: error: {redact(str(reason))}{untouched}", file=sys.stderr)
         return 1
     names = " ".join(shlex.quote(tag) for tag in tags)
     if args.command == "register":

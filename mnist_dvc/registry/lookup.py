@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from mnist_dvc.commands import run
+from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import Refused
 from mnist_dvc.released import ARTIFACT
 
@@ -41,7 +42,8 @@ def peeled_tags(repo: str) -> dict[str, str]:
 
 
 def find(repo: str, version: str | None = None, stage: str | None = None) -> Registered:
-    """The version asked for, or the one `stage` holds now; Refused in one line if none."""
+    """The version asked for, or the one `stage` holds now; Refused in one line if none (the
+    repository's URL in it redacted)."""
     versions: dict[str, str] = {}  # version -> commit
     stages: list[tuple[int, str]] = []  # (N, commit) of the stage asked for
     for ref, commit in peeled_tags(repo).items():
@@ -52,18 +54,19 @@ def find(repo: str, version: str | None = None, stage: str | None = None) -> Reg
             versions[found["version"]] = commit
         elif found["stage"] == stage:
             stages.append((int(found["n"]), commit))
+    shown = redact(repo)
     if stage is None:
         if version not in versions:
-            raise Refused(f"{ARTIFACT} {version} is not registered in {repo}: "
+            raise Refused(f"{ARTIFACT} {version} is not registered in {shown}: "
                           f"{_listing(versions)}")  # fmt: skip
         return Registered(version, versions[version], None)
     if not stages:
-        raise Refused(f"no version of {ARTIFACT} is in stage {stage} in {repo}: "
+        raise Refused(f"no version of {ARTIFACT} is in stage {stage} in {shown}: "
                       f"{_listing(versions)}")  # fmt: skip
     commit = max(stages)[1]
     named = sorted(v for v, c in versions.items() if c == commit)
     if not named:
-        raise Refused(f"stage {stage} of {ARTIFACT} in {repo} is on {commit[:7]}, which no "
+        raise Refused(f"stage {stage} of {ARTIFACT} in {shown} is on {commit[:7]}, which no "
                       "version tag names")  # fmt: skip
     return Registered(named[-1], commit, stage)
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mnist_dvc.atomic import OutputError, atomic_output
+from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import Refused, default_remote, repo_root
 
 
@@ -23,7 +24,7 @@ def remote_folder(root: Path, remote: str | None) -> tuple[str, Path]:
             raise Refused(f"no DVC remote {name!r}: `dvc remote list` shows them") from None
     if "://" in url:
         raise Refused(
-            f"remote {name!r} is {url}, not a local folder: copy it with its own tools "
+            f"remote {name!r} is {redact(url)}, not a local folder: copy it with its own tools "
             "(for S3, `aws s3 sync`), or serve it as it is"
         )
     return name, Path(url)

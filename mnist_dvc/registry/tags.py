@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
-from mnist_dvc.commands import run
+from mnist_dvc.commands import completed, run
 from mnist_dvc.paths import RELEASE
 from mnist_dvc.registry.checks import (
+    LOCAL_GIT_TIMEOUT_S,
     Refused,
     check_git_clean,
     check_release,
@@ -37,9 +39,10 @@ def gto_call(function, **kwargs):
 
 def version_commit(root: Path, version: str) -> str | None:
     tag = f"refs/tags/{ARTIFACT}@{version}^{{commit}}"
-    run = subprocess.run(["git", "rev-parse", "--verify", "--quiet", tag], cwd=root,
-                         capture_output=True, text=True)  # fmt: skip
-    return run.stdout.strip() or None
+    try:
+        return git(root, "rev-parse", "--verify", "--quiet", tag).strip() or None
+    except Refused:  # no such tag (git says nothing and exits 1)
+        return None
 
 
 def newest_stage_tag(root: Path, stage: str) -> tuple[str, int] | None:
@@ -134,9 +137,10 @@ def register(version: str, stage: str | None) -> list[str]:
 def undo(root: Path, start: str, tags: list[str]) -> None:
     """Delete the tags a failed release made and reset the branch to `start`, without
     masking the error that made it fail."""
-    for tag in tags:
-        subprocess.run(["git", "tag", "-d", tag], cwd=root, capture_output=True)
-    subprocess.run(["git", "reset", "-q", "--hard", start], cwd=root, capture_output=True)
+    with suppress(OSError, subprocess.TimeoutExpired):  # the first error is the one to tell
+        for tag in tags:
+            completed(["git", "tag", "-d", tag], root, timeout=LOCAL_GIT_TIMEOUT_S)
+        completed(["git", "reset", "-q", "--hard", start], root, timeout=LOCAL_GIT_TIMEOUT_S)
 
 
 def promote(version: str, stage: str) -> list[str]:

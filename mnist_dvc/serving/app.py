@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from mnist_dvc.serving.batching import Batcher
 from mnist_dvc.serving.bodies import (
@@ -79,6 +80,12 @@ def create_app(
     @app.exception_handler(TimeoutError)
     async def overloaded(_request: Request, _error: TimeoutError) -> JSONResponse:
         return JSONResponse({"detail": "the model did not answer in time: retry later"}, 503)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_request: Request, _error: ClientDisconnect) -> Response:
+        # The client left, or its body was too late (mnist_dvc/serving/protocol.py): nobody
+        # reads this answer, and the disconnection is no error of the server's to log.
+        return Response(status_code=400)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_request: Request, _error: BodyTooLarge) -> JSONResponse:

@@ -1,6 +1,13 @@
 """Request bodies and answers: the size limit, JSON instances, image uploads (decoded as
 mnist-predict decodes them: mnist_dvc/inputs.py), and the JSON written back. Every bad body is a
-ClientError: a 4xx status with one line in {"detail": ...}."""
+ClientError: a 4xx status with one line in {"detail": ...}.
+
+The server's memory is bounded by what is held at once, not by how many requests arrive: a body
+waits its turn in a temporary file (in memory up to SPOOL_BYTES, on disk beyond), and the heavy
+work, decoding an upload or parsing a large JSON body, runs HEAVY_SLOTS at a time. So the most
+memory taken is the model's, HEAVY_SLOTS decodes, and SPOOL_BYTES per connection, which the
+server's connection limit bounds (docs/serving.md has the figures).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,10 @@ import contextlib
 import ctypes
 import json
 import re
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from tempfile import SpooledTemporaryFile
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -22,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnist_dvc import mnist
 from mnist_dvc.errors import ToolError, describe
-from mnist_dvc.inputs import InputError, check_images, image_from_bytes
+from mnist_dvc.inputs import InputError, check_images, image_from_stream
 
 # A request body: an upload of a phone photo fits; a JSON batch of MAX_INSTANCES images
 # written with full float precision (~17 KB each) fits too.
@@ -32,6 +40,15 @@ INSTANCE_SHAPES = ((mnist.IMAGE_ROWS, mnist.IMAGE_COLS), (mnist.IMAGE_ROWS, mnis
 # JSON bodies above this are parsed in a thread, so that one big batch does not stall the
 # event loop for everybody else; small ones are parsed in place (a thread hop costs more).
 PARSE_INLINE_BYTES = 64 << 10
+# What a body waiting for its turn may hold in memory; beyond, it is in a temporary file
+# (Starlette spools an upload in the same way, at the same size).
+SPOOL_BYTES = 1 << 20
+MAX_FIELD_BYTES = 64 << 10  # a multipart field that is not the file
+# Decodes and large parses at once: each may take its full size decoded (a 25-megapixel RGBA PNG
+# is 100 MB, about 200 MB at its peak) before it is reduced (mnist_dvc/inputs.py). A pool of
+# its own, so that the work waiting for it holds no thread (and no memory) meanwhile.
+HEAVY_SLOTS = 2
+HEAVY_WORK = ThreadPoolExecutor(max_workers=HEAVY_SLOTS, thread_name_prefix="mnist-serve-heavy")
 
 
 class ClientError(ToolError):
@@ -96,6 +113,14 @@ def _refuse_constant(name: str) -> float:
     raise ClientError(422, f"{name} in the body: instances hold numbers in [0, 1]")
 
 
+# The most values and arrays MAX_INSTANCES 28x28x1 instances can hold, twice over (room for
+# other keys). Parsing costs memory by the value: 8 MiB of `[[1]],` would be 1.4 million lists,
+# 300 MB; such a body is refused by counting its commas and brackets first, in milliseconds.
+_ROWS, _COLS = INSTANCE_SHAPES[0]
+MAX_COMMAS = 2 * MAX_INSTANCES * _ROWS * _COLS
+MAX_BRACKETS = 2 * MAX_INSTANCES * (1 + _ROWS * (1 + _COLS))
+
+
 def parse_instances(body: bytes) -> np.ndarray:
     """A JSON body {"instances": [...]} -> (N, 28, 28) float32 in [0, 1], or ClientError."""
 
@@ -103,6 +128,11 @@ def parse_instances(body: bytes) -> np.ndarray:
         raise ClientError(
             400, 'empty body: send JSON {"instances": [...]} or an image in multipart field file'
         )
+    if body.count(b",") > MAX_COMMAS or body.count(b"[") > MAX_BRACKETS:
+        raise ClientError(
+            422, f"more values than {MAX_INSTANCES} instances of 28x28 hold: at most "
+            f"{MAX_INSTANCES} per request (split it)"
+        )  # fmt: skip
     try:
         document = orjson.loads(body)  # JSON as the standard has it: no NaN, no Infinity
     except orjson.JSONDecodeError:
@@ -151,20 +181,26 @@ def _holds_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
-# Uploads decoded at once: each may take its full size decoded (a 25-megapixel RGBA PNG is 100
-# MB) before it is reduced (mnist_dvc/inputs.py), so two at a time bound the server's memory
-# to a few hundred MB however many arrive together; the others wait their turn.
-DECODE_SLOTS = threading.BoundedSemaphore(2)
+async def heavy(function, *args: Any) -> Any:
+    """`function(*args)` in one of the HEAVY_SLOTS, off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(HEAVY_WORK, function, *args)
 
 
-def decode_upload(data: bytes, name: str) -> np.ndarray:
-    """An upload in MNIST's form, decoded in one of DECODE_SLOTS; the memory freed after it
+def decode_upload(stream: BinaryIO, name: str) -> np.ndarray:
+    """An upload in MNIST's form, read from its temporary file; the memory freed after it
     goes back to the OS (a few milliseconds against the decoding's tens)."""
-    with DECODE_SLOTS:
-        try:
-            return image_from_bytes(data, name)
-        finally:
-            _return_memory()
+    try:
+        return image_from_stream(stream, name)
+    finally:
+        _return_memory()
+
+
+def parse_spooled(body: BinaryIO) -> np.ndarray:
+    body.seek(0)
+    try:
+        return parse_instances(body.read())
+    finally:
+        _return_memory()
 
 
 def _return_memory() -> None:
@@ -176,23 +212,22 @@ def _return_memory() -> None:
 async def read_upload(request: Request) -> np.ndarray:
     """The image in multipart field `file` -> (1, 28, 28), exactly as mnist-predict reads it."""
 
-    form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_BODY_BYTES)
+    # A field other than the file is held in memory: a label's size at most.
+    form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_FIELD_BYTES)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ClientError(400, "no file: send the image in multipart form field file")
-        data = await upload.read()
         # Only a label in messages: the client's file name never reaches the file system.
         name = Path(upload.filename or "upload").name[:80] or "upload"
-    finally:
-        await form.close()
-    if not data:
-        raise ClientError(400, f"{name}: empty file")
-    try:
-        # Decoding a large image takes a while: off the event loop.
-        image = await asyncio.to_thread(decode_upload, data, name)
+        if not upload.size:
+            raise ClientError(400, f"{name}: empty file")
+        # Read from Starlette's temporary file in its turn, not into memory while it waits.
+        image = await heavy(decode_upload, upload.file, name)
     except InputError as error:  # not an image, a decompression bomb, ...
         raise ClientError(422, str(error)) from None
+    finally:
+        await form.close()
     return image[np.newaxis]
 
 
@@ -205,10 +240,13 @@ async def read_images(request: Request) -> np.ndarray:
         raise ClientError(
             415, f"{media_type}: send application/json or multipart/form-data (field file)"
         )
-    body = await request.body()
-    if len(body) > PARSE_INLINE_BYTES:
-        return await asyncio.to_thread(parse_instances, body)
-    return parse_instances(body)
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= PARSE_INLINE_BYTES:
+        return parse_instances(await request.body())
+    with SpooledTemporaryFile(max_size=SPOOL_BYTES) as body:
+        async for chunk in request.stream():
+            body.write(chunk)
+        return await heavy(parse_spooled, body)
 
 
 def answer(probabilities: np.ndarray) -> bytes:

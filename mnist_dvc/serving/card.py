@@ -15,6 +15,7 @@ from typing import Any
 from mnist_dvc import dvc_lock, numerics
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import describe
+from mnist_dvc.files import read_text_limited
 from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS, PROVENANCE
 from mnist_dvc.serving.engines import Engine, served_files
 
@@ -97,7 +98,7 @@ def _metrics(project: Path, model_dir: Path, stages: dict, engine: Engine) -> di
         if unscored or written != file_digest(path):
             return {**empty, "note": "the served model has not been evaluated: dvc.lock's "
                     "evaluate stage scored other files (run `dvc repro evaluate`)"}  # fmt: skip
-        document = json.loads(path.read_text())
+        document = json.loads(read_text_limited(path))
     except (OSError, ValueError) as error:
         return {**empty, "note": describe(error)}
     values = {key: document.get(key) for key in ("accuracy", "loss")}

@@ -35,13 +35,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.paths import MODEL_JSON
+from mnist_dvc.redact import redact
 from mnist_dvc.serving.app import MAX_BATCH, create_app
 from mnist_dvc.serving.card import model_card, stale_onnx
 from mnist_dvc.serving.engines import ENGINES, load_engine
 from mnist_dvc.serving.fetched import default_cache, fetch
-from mnist_dvc.serving.protocol import HEAD_TIMEOUT_S, with_head_timeout
+from mnist_dvc.serving.protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, with_limits
 
 THREADS = 1  # per operation: on a 2-core machine the event loop needs the other core
+# Connections served at once; one more is answered 503 and closed. With at most SPOOL_BYTES of a
+# body each in memory, they bound the server's memory (docs/serving.md).
+MAX_CONNECTIONS = 128
 
 
 @contextmanager
@@ -156,11 +160,26 @@ def parser() -> argparse.ArgumentParser:
         "%(default)g); a late one gets a 408 and is closed",
     )
     parse.add_argument(
+        "--body-timeout",
+        type=seconds,
+        default=BODY_TIMEOUT_S,
+        help="seconds a request's body has to arrive, after its headers (default "
+        "%(default)g); a late one gets a 408 and is closed",
+    )
+    parse.add_argument(
+        "--max-connections",
+        type=positive(1, 65536),
+        default=MAX_CONNECTIONS,
+        help="connections served at once (default %(default)s); a request on one more is "
+        "answered 503",
+    )
+    parse.add_argument(
         "--http",
         choices=("httptools", "h11"),
         default="httptools",
-        help="HTTP parser: httptools (default, with the head timeout) or h11, uvicorn's "
-        "pure-Python one (to compare: scripts/bench_serve.py)",
+        help="HTTP parser: httptools (default, with the deadlines and the head's size limit) "
+        "or h11, uvicorn's pure-Python one, without the deadlines (to compare: "
+        "scripts/bench_serve.py)",
     )
     parse.add_argument(
         "--loop",
@@ -192,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             predictor = load_engine(args.model_dir, args.engine, threads=args.threads or None)
             card = model_card(args.model_dir, args.engine, release)
     except StageError as error:
-        print(f"mnist-serve: error: {error}", file=sys.stderr)
+        print(f"mnist-serve: error: {redact(str(error))}", file=sys.stderr)
         return 1
     except OSError as error:  # the files vanished between loading and hashing
         print(f"mnist-serve: error: {args.model_dir}: {describe(error)}", file=sys.stderr)
@@ -226,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         access_log=args.access_log,
         log_level="info",
         timeout_graceful_shutdown=5,
-        http=with_head_timeout(args.head_timeout) if args.http == "httptools" else "h11",
+        http=with_limits(args.head_timeout, args.body_timeout)
+        if args.http == "httptools"
+        else "h11",
+        limit_concurrency=args.max_connections,
         loop=args.loop,
         timeout_keep_alive=5,
     )

@@ -21,6 +21,7 @@ import numpy as np
 
 from mnist_dvc import mnist
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import model_problem
 from mnist_dvc.paths import MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS
 
 Engine = Literal["onnx", "keras"]
@@ -41,9 +42,18 @@ def served_files(model_dir: Path, engine: Engine) -> list[Path]:
     return [model_dir / MODEL_JSON.name, model_dir / MODEL_WEIGHTS.name]
 
 
+def check_files(model_dir: Path, engine: Engine) -> None:
+    """Refuse a served file that is not a regular file of a model's size before any loader
+    opens it (a symlink to /dev/zero, a named pipe); a missing one is the loader's to say."""
+    for path in served_files(model_dir, engine):
+        if problem := model_problem(path):
+            raise EngineError(problem)
+
+
 def load_engine(model_dir: Path, engine: Engine, *, threads: int | None = None) -> Predictor:
     """The model in `model_dir` as a function, traced or initialised and tried once.
     `threads`: threads per operation (None: the engine's default, one per core)."""
+    check_files(model_dir, engine)
     run = _load_onnx(model_dir, threads) if engine == "onnx" else _load_keras(model_dir, threads)
     probabilities = run(np.zeros((1, mnist.IMAGE_ROWS, mnist.IMAGE_COLS), np.float32))
     if probabilities.shape != (1, mnist.NUM_CLASSES) or not np.isfinite(probabilities).all():
@@ -60,7 +70,7 @@ def _load_onnx(model_dir: Path, threads: int | None) -> Predictor:
     from mnist_dvc.prepared import data_format_of, with_channel
 
     path = model_dir / MODEL_ONNX.name
-    if not path.is_file():
+    if not path.exists():
         raise EngineError(
             f"{path}: no such file: make it with `dvc repro export` (or `dvc pull export`), "
             "or serve model.json + model.h5 with --engine keras"

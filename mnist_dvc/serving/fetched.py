@@ -11,24 +11,35 @@ does for this repository's own models/.
 A version's folder is named by its commit as well, and written under a hidden name, then
 renamed: a download cut short is never served, and a version tag moved to another commit is
 downloaded again.
+
+The download runs in a child process (this module run as `python -m`), so that it has a
+deadline for the whole of it, DOWNLOAD_TIMEOUT_S: DVC's own calls have none, and a remote that
+trickles would hold the server's start forever. The repository's URL is shown redacted
+everywhere, in /model too: a password in it never leaves this process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_dvc import commands
 from mnist_dvc.atomic import atomic_output
 from mnist_dvc.commands import is_url
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import MAX_RECORD_BYTES
 from mnist_dvc.paths import METRICS, MODEL_JSON
+from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import Refused
 from mnist_dvc.registry.lookup import Registered, find
 from mnist_dvc.released import ARTIFACT
 
 GIT_FILES = ("dvc.lock", METRICS.name)  # beside models/, read from git at the version's commit
+# The whole download: DVC clones the repository, then fetches the model folder from the remote.
+DOWNLOAD_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -46,8 +57,8 @@ class Fetched:
             "version": self.registered.version,
             "stage": self.registered.stage,
             "commit": self.registered.commit,
-            "repo": self.repo,
-            "note": f"{ARTIFACT} {self.registered.version}{stage}, {how} from {self.repo}",
+            "repo": redact(self.repo),
+            "note": f"{ARTIFACT} {self.registered.version}{stage}, {how} from {redact(self.repo)}",
         }
 
 
@@ -63,7 +74,7 @@ def repo_location(repo: str) -> str:
         return repo
     path = Path(repo).expanduser().resolve()
     if not path.exists():
-        raise StageError(f"--repo {repo}: no such folder")
+        raise StageError(redact(f"--repo {repo}: no such folder"))
     return str(path)
 
 
@@ -79,28 +90,36 @@ def fetch(repo: str, version: str | None, stage: str | None, cache: Path) -> Fet
     model_dir = folder / MODEL_JSON.parent.name
     if folder.is_dir():
         return Fetched(model_dir, registered, repo, downloaded=False)
-    try:
-        with atomic_output(folder) as partial:
-            _download(repo, registered, partial)
-    except StageError:
-        raise
-    except Exception as error:  # DVC raises many kinds for a remote it cannot reach
-        raise StageError(
-            f"cannot download {ARTIFACT} {registered.version} from {repo}: {describe(error)}"
-        ) from None
+    with atomic_output(folder) as partial:
+        child = [sys.executable, "-m", __name__, repo, registered.version, registered.commit]
+        name = f"cannot download {ARTIFACT} {registered.version} from {repo}"
+        commands.run(
+            [*child, os.fspath(partial)], error=StageError, name=name, timeout=DOWNLOAD_TIMEOUT_S
+        )
     return Fetched(model_dir, registered, repo, downloaded=True)
 
 
-def _download(repo: str, registered: Registered, into: Path) -> None:
+def download(repo: str, version: str, commit: str, into: Path) -> None:
+    """The version's model folder and its commit's GIT_FILES into `into` (run in the child)."""
     import dvc.api
     from dvc.repo.artifacts import Artifacts
 
     into.mkdir(parents=True)
     out = into / MODEL_JSON.parent.name
-    Artifacts.get(repo, ARTIFACT, version=registered.version, out=os.fspath(out))
+    Artifacts.get(repo, ARTIFACT, version=version, out=os.fspath(out))
     for name in GIT_FILES:
         try:
-            data = dvc.api.read(name, repo=repo, rev=registered.commit, mode="rb")
+            with dvc.api.open(name, repo=repo, rev=commit, mode="rb") as file:
+                data = file.read(MAX_RECORD_BYTES + 1)
         except FileNotFoundError:
             continue  # said by GET /model: no dvc.lock, or not evaluated
+        if len(data) > MAX_RECORD_BYTES:
+            raise StageError(f"{name} at {commit[:12]}: larger than {MAX_RECORD_BYTES:,} bytes")
         (into / name).write_bytes(data)
+
+
+if __name__ == "__main__":  # the download's child process: one line on stderr if it fails
+    try:
+        download(*sys.argv[1:4], Path(sys.argv[4]))
+    except Exception as error:  # DVC raises many kinds for a remote it cannot reach
+        sys.exit(redact(describe(error)))

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mnist_dvc.redact import redact
 from mnist_dvc.sweep.cluster import load_ray, run_jobs
 from mnist_dvc.sweep.grid import Experiment
 from mnist_dvc.sweep.output import (
@@ -49,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return sweep(args)
     except UsageError as error:
-        print(f"mnist-sweep: error: {error}", file=sys.stderr)
+        print(f"mnist-sweep: error: {redact(str(error))}", file=sys.stderr)
         return 2
     except SweepError as error:
-        print(f"mnist-sweep: error: {error}", file=sys.stderr)
+        print(f"mnist-sweep: error: {redact(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mnist-sweep: interrupted", file=sys.stderr)
@@ -157,7 +158,7 @@ def sweep(args: argparse.Namespace) -> int:
     labels = {e.name: e.label for e in plan.experiments}
     for outcome in failed:
         line = f"mnist-sweep: failed: {outcome.name} ({labels[outcome.name]}): {outcome.message}"
-        print(line, file=sys.stderr)
+        print(redact(line), file=sys.stderr)
     return 1 if failed or not pulled else 0
 
 
@@ -171,9 +172,9 @@ def run_all(jobs: list[Job], todo: list[Experiment], args: argparse.Namespace) -
         runs = run_jobs(ray, jobs, args.address, args.cpus, args.retries)
         for count, outcome in enumerate(runs, 1):
             outcomes.append(outcome)
-            print(progress_line(count, len(jobs), outcome, todo), file=out, flush=True)
+            print(redact(progress_line(count, len(jobs), outcome, todo)), file=out, flush=True)
             if args.verbose and outcome.status == "failed":
-                print(outcome.log_tail, file=sys.stderr)
+                print(redact(outcome.log_tail), file=sys.stderr)
     return outcomes
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from mnist_dvc.commands import run
+from mnist_dvc.redact import redact
 from mnist_dvc.sweep.grid import Experiment
 from mnist_dvc.sweep.plan import Plan, SweepError
 from mnist_dvc.sweep.task import Outcome, dvc, read_metrics
@@ -45,7 +46,7 @@ class RayMessages(io.TextIOBase):
         for line in map(strip_colours, lines):
             if line.startswith("("):  # "(raylet) ...": a message; indented lines: its log
                 cut = line if len(line) <= RAY_MESSAGE_CHARS else f"{line[:RAY_MESSAGE_CHARS]}..."
-                self.sink.write(f"mnist-sweep: ray: {cut}\n")
+                self.sink.write(redact(f"mnist-sweep: ray: {cut}\n"))
         return len(text)
 
     def flush(self) -> None:
@@ -108,7 +109,7 @@ def pull_and_show(plan: Plan, git_remote: str, names: list[str], keep: list[str]
         )
     except SweepError as error:
         print(
-            f"mnist-sweep: error: {error}; the experiments are on {git_remote}: run "
+            f"mnist-sweep: error: {redact(str(error))}; the experiments are on {git_remote}: run "
             f"`dvc exp pull {git_remote}` again",
             file=sys.stderr,
         )

@@ -29,11 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_dvc.commands import last_line
+from mnist_dvc.commands import NO_PROMPTS, last_line
 from mnist_dvc.errors import ToolError
+from mnist_dvc.files import read_text_limited
+from mnist_dvc.redact import redact
 
 LOG_TAIL_CHARS = 6000  # of each experiment's output, kept for `mnist-sweep --verbose`
 NO_OUTPUT = "no output"  # the reason when a failed command wrote nothing
+# The most one git or DVC call to a remote may take (a clone, a pull of the prepared data, a
+# push): a server that stops answering fails the task, which Ray then retries.
+REMOTE_TIMEOUT_S = 1800.0
+TIMED_OUT = 124  # the exit status a timed-out command is given, as timeout(1) does
 STAGE_ERROR = re.compile(r"^[A-Za-z_][\w-]*: (error: |interrupted$)")  # mnist_dvc.stage's lines
 
 
@@ -154,15 +160,22 @@ def task_env(cpus: int) -> dict[str, str]:
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "DVC_NO_ANALYTICS": "1",
+        **NO_PROMPTS,
         "TF_NUM_INTRAOP_THREADS": threads,
         "TF_NUM_INTEROP_THREADS": threads,
         "OMP_NUM_THREADS": threads,
     }
 
 
-def guarded(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+def guarded(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float | None = REMOTE_TIMEOUT_S,
+) -> tuple[int, str]:
     """A command through mnist_dvc.sweep.guard (it dies with this process), its output in a
-    file (DVC and TensorFlow write a lot) that is read back afterwards."""
+    file (DVC and TensorFlow write a lot) that is read back afterwards. After `timeout`
+    seconds the guard ends it (exit status TIMED_OUT, its output's last line saying so)."""
     guard = [sys.executable, "-m", "mnist_dvc.sweep.guard", str(os.getpid()), "--"]
     with tempfile.TemporaryFile("w+", errors="replace") as log:
         proc = subprocess.Popen(
@@ -174,11 +187,14 @@ def guarded(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tup
             stderr=subprocess.STDOUT,
         )
         try:
-            code = proc.wait()
-        except BaseException:
+            code = proc.wait(timeout=timeout)
+        except BaseException as error:
             proc.terminate()  # the guard then ends the command's whole process group
             proc.wait()
-            raise
+            if not isinstance(error, subprocess.TimeoutExpired):
+                raise
+            code = TIMED_OUT
+            print(f"\ntimed out after {timeout:g} s", file=log)
         log.seek(0)
         return code, log.read()
 
@@ -202,12 +218,11 @@ def clone(job: Job, work: Path) -> None:
         cwd=work.parent,
     )
     if code != 0:
-        raise InfraError(f"git clone {job.git_url} failed: {last_line(output, NO_OUTPUT)}")
+        raise InfraError(redact(f"git clone {job.git_url} failed: {last_line(output, NO_OUTPUT)}"))
     code, output = guarded(["git", "checkout", "--quiet", "--detach", job.commit], cwd=work)
     if code != 0:
-        raise InfraError(
-            f"commit {job.commit[:12]} is not in {job.git_url}: {last_line(output, NO_OUTPUT)}"
-        )
+        reason = last_line(output, NO_OUTPUT)
+        raise InfraError(redact(f"commit {job.commit[:12]} is not in {job.git_url}: {reason}"))
 
 
 def ref_on_remote(job: Job, work: Path) -> bool:
@@ -215,7 +230,8 @@ def ref_on_remote(job: Job, work: Path) -> bool:
         ["git", "ls-remote", job.git_remote, exp_ref(job.commit, job.name)], work
     )
     if code != 0:
-        raise InfraError(f"git ls-remote {job.git_url} failed: {last_line(output, NO_OUTPUT)}")
+        reason = last_line(output, NO_OUTPUT)
+        raise InfraError(redact(f"git ls-remote {job.git_url} failed: {reason}"))
     return bool(output.strip())
 
 
@@ -267,7 +283,7 @@ def exp_run(job: Job, work: Path) -> tuple[int, str]:
     # skipped instead of run again, so no node downloads MNIST.
     sets = [arg for override in job.overrides for arg in ("-S", override)]
     cmd = dvc("exp", "run", "--allow-missing", "--name", job.name, *sets, *job.targets)
-    return guarded(cmd, work, task_env(job.cpus))
+    return guarded(cmd, work, task_env(job.cpus), timeout=None)  # training: no deadline
 
 
 def push(job: Job, work: Path) -> None:
@@ -293,7 +309,7 @@ def fresh_metrics(path: Path, since: float) -> dict[str, float]:
 def read_metrics(path: Path) -> dict[str, float]:
     """The top-level numbers of a metrics file (accuracy, loss), or none."""
     try:
-        metrics = json.loads(path.read_text())
+        metrics = json.loads(read_text_limited(path))
     except (OSError, ValueError):
         return {}
     if not isinstance(metrics, dict):

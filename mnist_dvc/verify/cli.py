@@ -26,6 +26,7 @@ import json
 import sys
 from pathlib import Path
 
+from mnist_dvc.redact import redact
 from mnist_dvc.verify.reading import VerifyError, load_committed, load_work
 from mnist_dvc.verify.verdict import Verdict, compare
 
@@ -64,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         committed = load_committed(args.repo)
         work = load_work(args.repo)
     except VerifyError as error:
-        print(f"mnist-verify: error: {error}", file=sys.stderr)
+        print(f"mnist-verify: error: {redact(str(error))}", file=sys.stderr)
         if args.json:
-            print(json.dumps({"verdict": None, "error": str(error)}))
+            print(json.dumps({"verdict": None, "error": redact(str(error))}))
         return ERROR_EXIT
     verdict = compare(work, committed)
     print(render_json(verdict) if args.json else render_text(verdict))

@@ -4,6 +4,10 @@ the file at fault (HEAD:path for a committed one).
 
 A work tree is refused, too, when its outputs are not what its dvc.lock records, or when that
 lock comes from `dvc repro` of only some stages: its results would not belong together.
+
+Every file is read only if it is a regular file of at most MAX_RECORD_BYTES (a committed one by
+the size git records, before it is read), and model.h5 is hashed only if it is a regular file
+(mnist_dvc/files.py): a symlink to /dev/zero is refused, not hashed forever.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import yaml
 from mnist_dvc import commands, dvc_lock
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import ToolError, describe
+from mnist_dvc.files import MAX_RECORD_BYTES, read_limited, too_large
 from mnist_dvc.paths import METRICS, MODEL_WEIGHTS, PARAMS, PREDICTIONS, PROVENANCE
 
 WEIGHTS = str(MODEL_WEIGHTS)  # as dvc.lock spells it
@@ -33,6 +38,8 @@ NO_COMMITTED = (
     "HEAD has no committed results: run `dvc repro` and commit dvc.lock, metrics.json and reports/"
 )
 NO_WORK = f"no results in the work tree: {RUN_REPRO}"
+GIT_TIMEOUT_S = 120.0  # one local git command: a repository on a stalled disk fails, not hangs
+MAX_SETTINGS = 10_000  # dotted keys of params.yaml: YAML aliases could multiply them without end
 
 
 class VerifyError(ToolError):
@@ -64,7 +71,10 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     """`git -C repo ARGS`, its output as bytes: a committed file is compared as it is, which
     commands.run (text, and the command line in its messages) would not leave it."""
     try:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)
+        git = ["git", "-C", str(repo), *args]
+        return commands.completed(git, timeout=GIT_TIMEOUT_S, text=False)
+    except subprocess.TimeoutExpired:
+        raise VerifyError(f"git {args[0]}: timed out after {GIT_TIMEOUT_S:g} s") from None
     except OSError as error:
         raise VerifyError(f"cannot run git: {describe(error)}") from error
 
@@ -86,16 +96,23 @@ def check_project(repo: Path) -> str:
 
 
 def read_committed(repo: Path, paths: tuple[Path, ...]) -> dict[Path, bytes | None]:
-    """The files committed at HEAD (None for those HEAD does not have), from git."""
-    listed = _git(repo, "ls-tree", "--name-only", "HEAD", "--", *map(str, paths))
+    """The files committed at HEAD (None for those HEAD does not have), from git; one larger
+    than MAX_RECORD_BYTES is refused by the size git records, unread."""
+    listed = _git(repo, "ls-tree", "--long", "HEAD", "--", *map(str, paths))
     if listed.returncode != 0:
         raise VerifyError(f"git ls-tree HEAD: {_git_failure(listed)}")
-    present = set(listed.stdout.decode().splitlines())
+    sizes = {}  # "<mode> blob <object> <size>\t<path>" per file
+    for line in listed.stdout.decode().splitlines():
+        fields, _, name = line.partition("\t")
+        sizes[name] = fields.split()[-1]
     files: dict[Path, bytes | None] = {}
     for path in paths:
-        if str(path) not in present:
+        if str(path) not in sizes:
             files[path] = None
             continue
+        size = int(sizes[str(path)]) if sizes[str(path)].isdigit() else 0
+        if size > MAX_RECORD_BYTES:
+            raise VerifyError(f"HEAD:{path}: {too_large(size, MAX_RECORD_BYTES)}")
         shown = _git(repo, "show", "--no-textconv", f"HEAD:./{path}")
         if shown.returncode != 0:
             raise VerifyError(f"git show HEAD:{path}: {_git_failure(shown)}")
@@ -111,7 +128,7 @@ def read_work(repo: Path, paths: tuple[Path, ...]) -> dict[Path, bytes | None]:
     files: dict[Path, bytes | None] = {}
     for path in paths:
         try:
-            files[path] = (repo / path).read_bytes()
+            files[path] = read_limited(repo / path, MAX_RECORD_BYTES)
         except FileNotFoundError:
             files[path] = None
         except OSError as error:
@@ -138,14 +155,22 @@ def _json(data: bytes) -> Any:
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as dotted keys: {"train": {"seed": 42}} -> {"train.seed": 42}."""
+    """A nested mapping as dotted keys: {"train": {"seed": 42}} -> {"train.seed": 42}; a
+    ValueError past MAX_SETTINGS keys (YAML's aliases can nest a mapping in itself many times
+    over: a small file whose keys would never end)."""
+    flat: dict[str, Any] = {}
+    _flatten_into(flat, tree, prefix)
+    return flat
+
+
+def _flatten_into(flat: dict[str, Any], tree: Any, prefix: str) -> None:
     if isinstance(tree, dict) and tree:
-        return {
-            dotted: value
-            for key, sub in tree.items()
-            for dotted, value in flatten(sub, f"{prefix}{key}.").items()
-        }
-    return {prefix[:-1]: tree} if prefix else {}
+        for key, sub in tree.items():
+            _flatten_into(flat, sub, f"{prefix}{key}.")
+    elif prefix:
+        if len(flat) >= MAX_SETTINGS:
+            raise ValueError(f"more than {MAX_SETTINGS:,} settings")
+        flat[prefix[:-1]] = tree
 
 
 def _parse_params(data: bytes | None) -> dict[str, Any]:

@@ -507,6 +507,21 @@ def test_publish_refuses_a_folder_inside_the_remote(registry):
     assert not dest.exists()
 
 
+def test_a_remote_url_password_is_never_printed(tmp_path):
+    """Issue 28: a DVC remote whose URL holds credentials, named in a refusal: redacted."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    sh("dvc", "remote", "add", "-d", "pub", "https://user:hunter2@127.0.0.1/dvc", cwd=repo)
+    run = release(repo, "publish", str(tmp_path / "www"), check=False)
+    assert run.returncode == 1
+    assert "hunter2" not in run.stdout + run.stderr
+    assert run.stderr.startswith(
+        "release: error: remote 'pub' is https://user:***@127.0.0.1/dvc, not a local folder"
+    )
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     with ceph_rgw(tmp_path_factory.mktemp("ceph")) as server:

@@ -73,6 +73,17 @@ BAD_JSON = {
     "negative": (instances([[[-0.5] * 28] * 28]), 422, ""),
     "too many instances": (instances([[[0] * 28] * 28] * (MAX_INSTANCES + 1)), 422, "at most"),
     "nested too deep": (b"[" * 100_000 + b"]" * 100_000, 400, "not JSON"),
+    # 8 MiB of these would take 300 MB to parse: refused by counting first
+    "more arrays than instances hold": (
+        b'{"instances": [' + b"[[1]]," * 500_000 + b"[[1]]]}",
+        422,
+        "more values than 256 instances of 28x28 hold",
+    ),
+    "more values than instances hold": (
+        b'{"instances": [[' + b"1," * 500_000 + b"1]]}",
+        422,
+        "more values than 256 instances of 28x28 hold",
+    ),
 }
 
 
@@ -120,6 +131,14 @@ def test_a_real_bomb_is_refused_quickly(client):
     answer = client.post("/predict", files={"file": ("bomb.png", data)})
     assert answer.status_code == 422, answer.text
     assert time.monotonic() - started < 5
+
+
+def test_a_large_field_beside_the_file_is_refused(client):
+    """Only the file waits in a temporary file; another field is held in memory: 64 KiB."""
+    data = {"note": "x" * (65 << 10)}
+    answer = client.post("/predict", data=data, files={"file": ("a.png", b"x")})
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "Part exceeded maximum size of 64KB."
 
 
 def test_a_form_without_the_file_field(client):

@@ -48,3 +48,22 @@ def test_a_missing_model_is_one_line(tmp_path, capfd):
         f"mnist-serve: error: {tmp_path / 'nowhere' / 'model.json'}: cannot read a model from "
         "it (No such file or directory)\n",
     )
+
+
+@pytest.mark.slow  # starts mnist-serve, which runs git
+def test_a_repository_password_is_never_printed(tmp_path):
+    """Issue 28: `mnist-serve --stage prod --repo https://user:pw@...` where git ls-remote
+    fails: git hides the password in its own words, and so must the line around them."""
+    repo = f"https://user:hunter2@127.0.0.1:{free_port()}/team.git"
+    run = subprocess.run(
+        [*serve_command("console script"), "--stage", "prod", "--repo", repo,
+         "--cache-dir", str(tmp_path / "cache"), "--port", str(free_port())],
+        env=ENV, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "hunter2" not in run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith(
+        f"mnist-serve: error: git ls-remote {repo.replace('hunter2', '***')}: "
+    ), lines[0]

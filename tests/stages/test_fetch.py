@@ -3,8 +3,11 @@ misbehaves on purpose, the npm client, and Keras's .npz layout."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 from mnist_dvc import mnist, sources
 from mnist_dvc.digests import file_digest
 from mnist_dvc.idx import read_idx
+from mnist_dvc.redact import redact
 from stages.fetch import FetchError, fetch
 from tests.helpers import (
     HANG_S,
@@ -251,7 +255,7 @@ def test_credentials_in_a_url_are_sent_and_never_printed(server, workdir, tmp_pa
         f"fetch: skipped http://{user}:***@{host}/auth/: "
         "train-images-idx3-ubyte.gz: HTTP 401 Unauthorized"
     )
-    assert sources.redacted(good) == f"http://{user}:***@{host}/auth/"
+    assert redact(good) == f"http://{user}:***@{host}/auth/"
 
 
 def test_the_stage_never_prints_a_password(server, workdir, tmp_path):
@@ -264,4 +268,136 @@ def test_the_stage_never_prints_a_password(server, workdir, tmp_path):
     assert run.stderr.strip().splitlines()[-1] == (
         f"fetch: error: no source gave MNIST: http://{user}:***@{host}/auth/ "
         "(train-images-idx3-ubyte.gz: HTTP 401 Unauthorized)"
+    )
+
+
+# Issue 28: credentials stay with their server and out of every line; every download and every
+# local file has its limit.
+
+PASSWORD = "hunter2"
+
+
+@pytest.fixture
+def two_mirrors(gz_dir):
+    """Two mirrors of the same files on two ports, with the log of what each was sent."""
+    first_log, second_log = [], []
+    with serve_mirror(gz_dir, first_log) as first, serve_mirror(gz_dir, second_log) as second:
+        yield (first, first_log), (second, second_log)
+
+
+def _with_credentials(url: str, user: str, password: str) -> str:
+    quoted = password.replace(":", "%3A").replace("/", "%2F")
+    return url.replace("http://", f"http://{user}:{quoted}@", 1)
+
+
+def test_credentials_never_follow_a_redirect_to_another_port(two_mirrors, workdir, tmp_path):
+    """The fetch stage, given a source whose server redirects to another port: the other
+    server gets no Authorization header (so it answers 401), and the password is printed
+    nowhere."""
+    (first, first_log), (second, second_log) = two_mirrors
+    user, _ = MIRROR_CREDENTIALS
+    port = second.rsplit(":", 1)[1]
+    source = _with_credentials(f"{first}/moved/{port}/auth/", user, PASSWORD)
+    write_sources(workdir / "sources.yaml", [source])
+    run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
+    assert run.returncode == 1
+    assert PASSWORD not in run.stdout + run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"fetch: error: no source gave MNIST: {redact(source)} "
+        "(train-images-idx3-ubyte.gz: HTTP 401 Unauthorized)"
+    )
+    assert first_log[0][1] is not None  # the first server was sent the credentials
+    assert second_log and all(auth is None for _path, auth in second_log), second_log
+
+
+def test_credentials_do_follow_a_redirect_on_their_own_server(two_mirrors, workdir, tmp_path):
+    """Same scheme, host and port: the redirect is the same server, which gets them again."""
+    (first, first_log), _ = two_mirrors
+    port = first.rsplit(":", 1)[1]
+    source = _with_credentials(f"{first}/moved/{port}/auth/", *MIRROR_CREDENTIALS)
+    assert _run([source], workdir, tmp_path / "cache") == source
+    _assert_real_files(workdir / "data" / "raw")
+    moved = [auth for path, auth in first_log if path.startswith("/auth/")]
+    assert len(moved) == len(mnist.FILES) and all(moved)
+
+
+def test_a_redirect_to_another_scheme_is_refused(server, workdir, tmp_path, capsys):
+    with pytest.raises(FetchError):
+        _run([f"{server}/moved-to-ftp/"], workdir, tmp_path / "cache")
+    assert capsys.readouterr().err.strip() == (
+        f"fetch: skipped {server}/moved-to-ftp/: train-images-idx3-ubyte.gz: redirected to "
+        "ftp://h/x.gz: only http and https URLs are followed"
+    )
+
+
+@pytest.mark.parametrize("kind", ["drip", "drip-head"])
+def test_a_source_that_trickles_is_cut_off_at_its_timeout(server, workdir, tmp_path, kind):
+    """One byte every half second, of the body or of the response's head itself: each read
+    returns well within the timeout, but the download as a whole is stopped at timeout_s."""
+    timeout_s = 3.0
+    write_sources(workdir / "sources.yaml", [f"{server}/{kind}/"], timeout_s=timeout_s)
+    start = time.monotonic()
+    run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
+    took = time.monotonic() - start
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"fetch: error: no source gave MNIST: {server}/{kind}/ "
+        f"(train-images-idx3-ubyte.gz: timed out after {timeout_s:g} s)"
+    )
+    assert took < timeout_s + 10, took  # Python's start and the imports: a few seconds
+
+
+@pytest.mark.parametrize(
+    "source",
+    [f"ftp://user:{PASSWORD}@127.0.0.1/mnist/", f"npm:https://user:{PASSWORD}@127.0.0.1/x.tgz"],
+)
+def test_a_refused_source_never_prints_its_password(workdir, tmp_path, source):
+    write_sources(workdir / "sources.yaml", [source])
+    run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
+    assert run.returncode == 1
+    assert PASSWORD not in run.stdout + run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("fetch: error: sources.yaml: sources.0: ")
+    assert "user:***@127.0.0.1" in last
+
+
+@pytest.mark.parametrize("kind", ["symlink to /dev/zero", "named pipe", "folder"])
+def test_a_local_source_file_that_is_not_a_regular_file_is_refused(
+    real_raw_dir, workdir, tmp_path, kind
+):
+    """Read by the fetch stage, /dev/zero would never end and a named pipe would block its
+    `open`: each is refused by what it is, at once."""
+    folder = tmp_path / "odd"
+    shutil.copytree(real_raw_dir, folder)
+    odd = folder / mnist.TRAIN_IMAGES.name
+    odd.unlink()
+    if kind == "named pipe":
+        os.mkfifo(odd)
+    elif kind == "folder":
+        odd.mkdir()
+    else:
+        odd.symlink_to("/dev/zero")
+    write_sources(workdir / "sources.yaml", [str(folder)])
+    run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
+    what = {"symlink to /dev/zero": "a character device"}.get(kind, f"a {kind}")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"fetch: error: no source gave MNIST: {folder} ({odd}: not a regular file ({what}))"
+    )
+
+
+def test_a_gzip_file_that_unpacks_to_more_than_mnist_is_cut_off(
+    real_raw_dir, workdir, tmp_path, capsys
+):
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    size = sources.raw_size(mnist.TRAIN_IMAGES)
+    with gzip.open(folder / f"{mnist.TRAIN_IMAGES.name}.gz", "wb") as bomb:
+        for _ in range(size // (1 << 20) + 2):  # 1 MiB of zeros at a time: 47 KB compressed
+            bomb.write(bytes(1 << 20))
+    with pytest.raises(FetchError):
+        _run([str(folder)], workdir, tmp_path / "cache")
+    assert capsys.readouterr().err.strip() == (
+        f"fetch: skipped {folder}: {mnist.TRAIN_IMAGES.name}.gz: more than {size} bytes "
+        "unpacked, larger than MNIST's file"
     )

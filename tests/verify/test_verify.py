@@ -620,6 +620,57 @@ def test_refused_with_a_bad_committed_file(project):
     assert refused(project) == "HEAD:metrics.json: no accuracy (a number)"
 
 
+def test_a_model_that_is_a_symlink_to_dev_zero_is_refused_not_hashed_forever(project):
+    """Issue 28: `mnist-verify` as a user runs it, with models/model.h5 a symlink to /dev/zero:
+    refused at once by what the file is (it would otherwise be hashed without end)."""
+    model = project.repo / "models" / "model.h5"
+    model.unlink()
+    model.symlink_to("/dev/zero")
+    run = mnist_verify(project.repo)  # killed after 300 s: a hang fails, not blocks, the test
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == (
+        "mnist-verify: error: models/model.h5: not a regular file (a character device)\n"
+    )
+
+
+def test_a_result_that_is_a_named_pipe_is_refused_not_waited_for(project):
+    metrics = project.repo / "metrics.json"
+    metrics.unlink()
+    os.mkfifo(metrics)  # reading it would wait for a writer that never comes
+    assert refused(project) == "metrics.json: not a regular file (a named pipe)"
+
+
+def test_a_result_larger_than_a_result_can_be_is_refused_unread(project):
+    predictions = project.repo / "reports" / "predictions.csv"
+    with open(predictions, "r+b") as file:
+        file.truncate(10 << 30)  # 10 GiB, sparse
+    assert refused(project) == (
+        "reports/predictions.csv: 10,737,418,240 bytes, larger than such a file can be "
+        "(at most 1,048,576)"
+    )
+
+
+def test_a_committed_result_larger_than_a_result_can_be_is_refused_unread(project):
+    (project.repo / "metrics.json").write_bytes(b" " * (2 << 20) + b'{"accuracy": 0.5}')
+    git(project.repo, "commit", "-qam", "a huge metrics.json")
+    assert refused(project) == (
+        "HEAD:metrics.json: 2,097,169 bytes, larger than such a file can be (at most 1,048,576)"
+    )
+
+
+def test_params_whose_aliases_multiply_without_end_are_refused(project):
+    """A few hundred bytes of YAML aliases that name 2**40 settings."""
+    lines = ["a0: {x: 1, y: 2}"] + [
+        f"a{i}: &a{i} {{p: *a{i - 1}, q: *a{i - 1}}}" for i in range(1, 41)
+    ]
+    lines[0] = "a0: &a0 {x: 1, y: 2}"
+    params, lock = project.repo / "params.yaml", project.repo / "dvc.lock"
+    recorded = md5(params.read_bytes())
+    params.write_text("\n".join(lines) + "\n")
+    lock.write_text(lock.read_text().replace(recorded, md5(params.read_bytes())))
+    assert refused(project) == "params.yaml: more than 10,000 settings"
+
+
 # ------------------------------------------------------------------------- the user's command
 
 
