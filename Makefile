@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 PYTHON ?= python3
 
-.PHONY: all help check setup setup-dev setup-sweep setup-bench setup-gpu bench numerics-matrix system-packages repro verify test lint lock lock-extras lock-gpu clean
+.PHONY: all help check deps setup setup-dev setup-sweep setup-bench setup-gpu bench numerics-matrix system-packages repro verify test lint lock lock-extras lock-gpu clean
 
 all: repro  ## set up the pinned environment and run the whole pipeline (the default)
 
@@ -75,6 +75,11 @@ repro: setup  ## dvc repro, the metrics, and the verdict against the committed r
 # identical, equivalent (and what was made differently) or different; see mnist_dvc/verify/.
 verify: setup  ## identical, equivalent or different: the work tree's results against HEAD's
 	mnist-verify
+
+# Each stage's code deps in dvc.yaml, from the imports (scripts/stage_deps.py): run it after
+# adding an import; on a tree whose deps are current it changes nothing.
+deps: setup  ## write each stage's code deps in dvc.yaml from the stages' imports
+	python scripts/stage_deps.py
 
 lint: setup-dev  ## ruff check and ruff format --check
 	ruff check .

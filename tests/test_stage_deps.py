@@ -1,100 +1,51 @@
-"""dvc.yaml lists, for each stage, exactly the project code the stage runs: its own module and
-every project module it imports, directly or through another project module (read from the
-code with `ast`, so a new import without a new dep fails here, naming the stage and the path)."""
+"""dvc.yaml lists, for each stage, exactly the project code the stage runs: its own module, every
+project module it imports, directly or through another project module, and the C++ its packages
+compile. `make deps` (scripts/stage_deps.py) writes those lines from the code; here the code deps
+it would write must be the committed ones, and its closure must follow imports as Python does."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
+import runpy
 
-import pytest
 import yaml
 
 from tests.helpers import REPO_ROOT
 
-PROJECT_PACKAGES = ("mnist_dvc", "stages")
-DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
-STAGES = DVC_YAML["stages"]
+STAGE_DEPS = runpy.run_path(str(REPO_ROOT / "scripts" / "stage_deps.py"))
+DVC_YAML = (REPO_ROOT / "dvc.yaml").read_text()
 
 
-def module_files(name: str, root: Path = REPO_ROOT) -> list[str]:
-    """The files Python executes to import module `name`: each package's __init__.py on the
-    way down, then the module itself (a package's __init__.py, or name.py)."""
-    parts = name.split(".")
-    files = [f"{'/'.join(parts[:i])}/__init__.py" for i in range(1, len(parts))]
-    as_package = f"{'/'.join(parts)}/__init__.py"
-    files.append(as_package if (root / as_package).is_file() else f"{'/'.join(parts)}.py")
-    return files
-
-
-def imported_modules(path: Path, root: Path = REPO_ROOT) -> set[str]:
-    """Project modules that the file imports, anywhere in it (inside functions too)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from package import name` imports the submodule `name` when there is one.
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in PROJECT_PACKAGES and _exists(name, root):
-                found.add(name)
-    return found
-
-
-def _exists(name: str, root: Path) -> bool:
-    stem = root / name.replace(".", "/")
-    return stem.with_suffix(".py").is_file() or (stem / "__init__.py").is_file()
-
-
-def code_closure(module: str, root: Path = REPO_ROOT) -> set[str]:
-    """Every project file that `python -m <module>` executes."""
-    seen: set[str] = set()
-    todo = module_files(module, root)
-    while todo:
-        file = todo.pop()
-        if file in seen:
-            continue
-        seen.add(file)
-        for name in imported_modules(root / file, root):
-            todo.extend(module_files(name, root))
-    return seen
-
-
-def stage_module(stage: dict) -> str:
-    command = stage["cmd"].split()
-    assert command[:2] == ["python", "-m"], f"run stages as `python -m stages.<name>`: {command}"
-    return command[2]
-
-
-def listed_code(stage: dict) -> set[str]:
-    return {dep for dep in stage["deps"] if dep.endswith(".py")}
-
-
-@pytest.mark.parametrize("name", STAGES)
-def test_every_module_a_stage_runs_is_a_dep(name):
-    missing = code_closure(stage_module(STAGES[name])) - listed_code(STAGES[name])
-    assert not missing, f"dvc.yaml: stage {name} runs {sorted(missing)} but does not list it"
-
-
-@pytest.mark.parametrize("name", STAGES)
-def test_every_code_dep_is_run_by_the_stage(name):
-    extra = listed_code(STAGES[name]) - code_closure(stage_module(STAGES[name]))
-    assert not extra, f"dvc.yaml: stage {name} lists {sorted(extra)}, which it never imports"
+def test_the_committed_code_deps_are_the_generated_ones():
+    written = STAGE_DEPS["rewrite"](DVC_YAML)
+    before, after = yaml.safe_load(DVC_YAML)["stages"], yaml.safe_load(written)["stages"]
+    stale = [name for name in before if before[name]["deps"] != after[name]["deps"]]
+    assert not stale, f"dvc.yaml: the code deps of {stale} differ from the imports: run `make deps`"
+    assert written == DVC_YAML  # and nothing else moved: comments, order, blank lines
 
 
 def test_the_closure_follows_imports_through_other_modules(tmp_path):
-    # A stage importing `pkg.a`, which imports `pkg.b` inside a function.
+    # A stage importing `pkg.a`, which imports `pkg.b` inside a function; `pkg.c` compiles C++.
     (tmp_path / "stages").mkdir()
-    (tmp_path / "mnist_dvc").mkdir()
+    (tmp_path / "mnist_dvc" / "c").mkdir(parents=True)
     (tmp_path / "stages" / "__init__.py").write_text("")
     (tmp_path / "stages" / "s.py").write_text("from mnist_dvc import a\n")
     (tmp_path / "mnist_dvc" / "__init__.py").write_text("")
     (tmp_path / "mnist_dvc" / "a.py").write_text("def f():\n    import mnist_dvc.b\n")
-    (tmp_path / "mnist_dvc" / "b.py").write_text("")
-    assert code_closure("stages.s", tmp_path) == {
+    (tmp_path / "mnist_dvc" / "b.py").write_text("from mnist_dvc.c import build\n")
+    (tmp_path / "mnist_dvc" / "c" / "__init__.py").write_text("")
+    (tmp_path / "mnist_dvc" / "c" / "build.py").write_text("")
+    (tmp_path / "mnist_dvc" / "c" / "kernels.cc").write_text("")
+    (tmp_path / "mnist_dvc" / "unused.py").write_text("")
+    assert STAGE_DEPS["code_closure"]("stages.s", tmp_path) == {
         "stages/__init__.py", "stages/s.py", "mnist_dvc/__init__.py", "mnist_dvc/a.py",
-        "mnist_dvc/b.py",
+        "mnist_dvc/b.py", "mnist_dvc/c/__init__.py", "mnist_dvc/c/build.py",
+        "mnist_dvc/c/kernels.cc",
     }  # fmt: skip
+
+
+def test_a_stale_dep_list_is_rewritten_and_everything_else_kept():
+    stale = DVC_YAML.replace("      - mnist_dvc/feed.py\n", "").replace(
+        "      - stages/train.py\n", "      - stages/train.py\n      - mnist_dvc/unused.py\n", 1
+    )
+    assert stale != DVC_YAML
+    assert STAGE_DEPS["rewrite"](stale) == DVC_YAML
