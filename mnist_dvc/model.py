@@ -21,10 +21,9 @@ from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 from mnist_dvc import mnist
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import model_problem, read_text_limited
 from mnist_dvc.numerics import Numerics
 from mnist_dvc.params import OPTIMIZERS, OptimizerParams
-
-MAX_JSON_BYTES = 16 << 20  # a model.json of the notebook's model is about 4 KB
 
 
 class ModelError(StageError):
@@ -96,7 +95,11 @@ def write_model(model: keras.Model, json_path: Path, weights_path: Path) -> None
 
 def load_model(json_path: Path, weights_path: Path) -> keras.Model:
     """Load the pair as a consumer would, refusing code that Keras's safe mode refuses and
-    anything that is not an MNIST classifier; every failure is one line naming the file."""
+    anything that is not an MNIST classifier, or a file that is not a regular one of a model's
+    size (a symlink to /dev/zero); every failure is one line naming the file."""
+    for path in (json_path, weights_path):
+        if problem := model_problem(path):
+            raise ModelError(problem)
     model = _model_from_json(json_path)
     if not weights_path.is_file():
         raise ModelError(f"{weights_path}: no such file")
@@ -114,9 +117,7 @@ def _model_from_json(json_path: Path) -> keras.Model:
         return ModelError(f"{json_path}: {why}")
 
     try:
-        if json_path.stat().st_size > MAX_JSON_BYTES:
-            raise refuse(f"over {MAX_JSON_BYTES >> 20} MB: not a model.json")
-        text = json_path.read_text(encoding="utf-8")
+        text = read_text_limited(json_path)
         config = json.loads(text)
     except OSError as error:
         raise refuse(f"cannot read a model from it ({describe(error)})") from None

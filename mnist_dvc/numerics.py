@@ -35,6 +35,7 @@ from typing import Literal
 
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import ProjectError, StageError
+from mnist_dvc.files import read_text_limited
 
 Numerics = Literal["portable", "native"]
 Precision = Literal["auto", "float32", "mixed_bfloat16"]
@@ -173,8 +174,8 @@ def provenance_of(weights: Path, mode: Numerics, precision: str, previous: Path)
 def read_provenance(path: Path) -> dict | None:
     """The provenance recorded at `path`, or None where there is none (or not a JSON object)."""
     try:
-        made = json.loads(path.read_text())
-    except (OSError, ValueError):
+        made = json.loads(read_text_limited(path))
+    except (OSError, ValueError, RecursionError):
         return None
     return made if isinstance(made, dict) else None
 

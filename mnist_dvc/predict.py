@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from mnist_dvc.errors import StageError, describe
-from mnist_dvc.files import model_problem
 from mnist_dvc.inputs import Loaded, load_inputs
 from mnist_dvc.model import ModelError, load_model
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
@@ -80,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     json_path, weights = args.model_dir / MODEL_JSON.name, args.model_dir / MODEL_WEIGHTS.name
-    if problem := model_problem(json_path) or model_problem(weights):
-        return report([], [ModelError(problem)], args.json)
     try:
         model = load_model(json_path, weights)
     except ModelError as error:

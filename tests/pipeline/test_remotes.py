@@ -80,7 +80,7 @@ def round_trip(origin: Path, dest: Path, remote: str, configure_clone: Callable[
     # (c) the pulled model scores exactly what the committed metrics.json says
     committed = json.loads((fresh / "metrics.json").read_text())
     metrics, _, _, _ = evaluate(
-        real_prepared_dir, fresh / MODEL_FILES[0], fresh / MODEL_FILES[1], batch_size=1000
+        real_prepared_dir, fresh / MODEL_FILES[0], fresh / MODEL_FILES[1], 1000, "portable"
     )
     assert metrics["accuracy"] == committed["accuracy"]
 

@@ -34,14 +34,18 @@ def small_prepared_dir(real_prepared_dir, tmp_path):
     return tmp_path
 
 
-def test_evaluate_matches_keras_and_writes_its_files(small_prepared_dir, workdir, committed_params):
+@pytest.mark.parametrize("numerics", ["portable", "native"])
+def test_evaluate_matches_keras_and_writes_its_files(
+    small_prepared_dir, workdir, committed_params, numerics
+):
     import keras
 
     keras.utils.set_random_seed(0)
     model = build_model((28, 28, 1), committed_params.train.model)
     save_model(model, workdir / "models" / "model.json", workdir / "models" / "model.h5")
+    json_path, h5_path = workdir / "models" / "model.json", workdir / "models" / "model.h5"
     metrics, per_digit, labels, predicted = evaluate(
-        small_prepared_dir, workdir / "models" / "model.json", workdir / "models" / "model.h5", 1000
+        small_prepared_dir, json_path, h5_path, 1000, numerics
     )
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
     x_test, y_test = (np.load(small_prepared_dir / f"{a}_test.npy") for a in "xy")

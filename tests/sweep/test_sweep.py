@@ -249,9 +249,9 @@ def test_a_fresh_clone_pulls_the_experiments_and_their_models(
         assert 0.1 < metrics["accuracy"] <= 1
         # The experiment's model, pulled from the DVC remote, scores what its metrics.json says.
         model_json, model_h5 = model_of(fresh, on_origin[name], tmp_path / name)
-        scored, _, _, _ = evaluate(real_prepared_dir, model_json, model_h5, 1000)
+        scored, _, _, _ = evaluate(real_prepared_dir, model_json, model_h5, 1000, "portable")
         assert scored["accuracy"] == metrics["accuracy"], name
-        assert scored["loss"] == pytest.approx(metrics["loss"], abs=1e-5), name
+        assert scored["loss"] == metrics["loss"], name  # portable: the same bits anywhere
     assert seen == {(0.5, 1), (0.5, 2), (1.0, 1), (1.0, 2)}
 
 
