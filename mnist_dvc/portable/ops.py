@@ -6,8 +6,8 @@ compiled kernels (kernels.cc), whose sums have one order fixed by the source. Ev
 is either exactly rounded element by element (add, multiply, divide, sqrt, max, select...) or a
 short sum along the last axis (the ten classes), which TensorFlow computes in one thread with
 one code path. What TensorFlow would otherwise compute with a CPU-specific approximate
-reciprocal is written out: the softmax divides, and the cross-entropy's gradient is `p - y`,
-exactly what Keras's clipped cross-entropy differentiates to, with no `1/p` in between.
+reciprocal is written out: the softmax divides, and the cross-entropy's gradient is the exact
+`p - y` that Keras's cross-entropy from logits has, with no `1/p` in between.
 `tests/test_portable.py` lists every op of the traced training step against the ones allowed.
 """
 
@@ -51,27 +51,22 @@ def softmax(logits: tf.Tensor) -> tf.Tensor:
     return e / tf.reduce_sum(e, axis=-1, keepdims=True)
 
 
-EPSILON = 1e-7  # Keras's backend epsilon, which its cross-entropy clips probabilities to
-
-
 def crossentropy(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Keras's categorical cross-entropy of softmax(logits), per example: -log p_y with p_y
-    clipped to [1e-7, 1 - 1e-7]. Its gradient is Keras's too, without its reciprocal: p - y
-    where the clip lets p_y through, and zero where the clip holds it (as `clip`'s gradient is)."""
-
+    """The categorical cross-entropy Keras trains the softmax layer with, per example: from the
+    logits (Keras takes them from its softmax output), log(sum exp(z - max)) + max - z_y, not
+    clipped. Its gradient is the exact p - y, with p the dividing softmax: no reciprocal."""
     y_true = tf.cast(y_true, logits.dtype)  # one-hot labels may come as float64
 
     @tf.custom_gradient
     def loss(z: tf.Tensor) -> tf.Tensor:
-        p = softmax(z)
-        p_true = tf.reduce_sum(y_true * p, axis=-1)
-        clipped = tf.clip_by_value(p_true, EPSILON, 1.0 - EPSILON)
+        top = tf.reduce_max(z, axis=-1, keepdims=True)
+        e = tf.exp(z - top)
+        total = tf.reduce_sum(e, axis=-1, keepdims=True)
 
         def gradient(upstream: tf.Tensor) -> tf.Tensor:
-            passes = tf.cast((p_true > EPSILON) & (p_true < 1.0 - EPSILON), z.dtype)
-            return (upstream * passes)[:, None] * (p - y_true)
+            return upstream[:, None] * (e / total - y_true)
 
-        return -tf.math.log(clipped), gradient
+        return tf.reduce_sum(y_true * (tf.math.log(total) + top - z), axis=-1), gradient
 
     return loss(logits)
 
