@@ -5,6 +5,7 @@ thread count the caller's environment asks for; `native` leaves TensorFlow its o
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -62,7 +63,9 @@ def test_portable_small_run_gives_the_reference_bytes(real_prepared_dir, workdir
 def test_native_leaves_tensorflow_its_own_choice(real_prepared_dir, workdir):
     made = train_small(workdir, real_prepared_dir, "native", TF_ENABLE_ONEDNN_OPTS="0")
     assert made["numerics"] == "native"
-    assert made["environment"] == dict.fromkeys(numerics.PORTABLE_ENVIRONMENT)  # all unset
+    # All unset but the caller's choice of GPUs, which the shell that started pytest may export.
+    kept = {name: os.environ.get(name) for name in numerics.CALLERS_CHOICE}
+    assert made["environment"] == {**dict.fromkeys(numerics.PORTABLE_ENVIRONMENT), **kept}
     assert made["model_h5_md5"] == file_digest(workdir / MODEL_WEIGHTS)
 
 
