@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,16 +75,37 @@ def atomic_output(final: Path) -> Iterator[Path]:
         yield partial
 
 
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def _signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back while the outputs are swapped in, so that they change
-    together: a signal that arrives meanwhile is delivered right after."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    together: a signal that arrives meanwhile is delivered right after.
+
+    Python runs its signal handlers in the main thread, whichever thread the kernel gave the
+    signal to: blocking the signals in this thread alone (pthread_sigmask) let TensorFlow's
+    threads take them and the handler raise between two renames. So the handlers only note a
+    signal until the swap is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # another thread runs no handler, and may not change them
+        return
+    arrived: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        arrived.append(signum)
+
+    # A handler installed outside Python reads as None and cannot be put back: left alone.
+    previous = {s: signal.getsignal(s) for s in HELD if signal.getsignal(s) is not None}
+    for signum in previous:
+        signal.signal(signum, note)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):  # once each, in the order they came
+            signal.raise_signal(signum)
 
 
 def _replace(partial: Path, final: Path) -> None:

@@ -1,17 +1,23 @@
-"""How stages run: the locked environment is checked before anything else, and a user error or
-an interruption ends in one line."""
+"""How stages run: the locked environment is checked before anything else, a user error or an
+interruption ends in one line, and outputs are swapped in whole even when a signal comes."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
+from mnist_dvc import atomic
+from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.errors import StageError
-from mnist_dvc.stage import environment_problems, run_stage
+from mnist_dvc.stage import Interrupted, environment_problems, run_stage
 from tests.helpers import ENV, REPO_ROOT, run_stage_module
 
 
@@ -109,3 +115,31 @@ def test_a_stage_refuses_bad_params_before_tensorflow_loads(tmp_path):
         "evaluate: error: params.yaml: numerics: input should be 'portable' or 'native' "
         "(got 'fast')"
     ]
+
+
+def test_a_signal_during_the_swap_comes_after_every_output_is_in_place(tmp_path, monkeypatch):
+    """As in a stage: other threads (TensorFlow's) that do not block SIGTERM, and a handler
+    that raises. The signal comes between two renames; it must take effect after the last."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    idle = threading.Event()
+    threading.Thread(target=idle.wait, daemon=True).start()
+    replace = atomic._replace
+
+    def replace_then_signal(partial: Path, final: Path) -> None:
+        replace(partial, final)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)  # the handler's moment, were it not held
+
+    monkeypatch.setattr(atomic, "_replace", replace_then_signal)
+    finals = [tmp_path / name for name in ("model.json", "model.h5", "provenance.json")]
+    try:
+        with pytest.raises(Interrupted), atomic_outputs(*finals) as partials:
+            for partial in partials:
+                partial.write_text("new")
+    finally:
+        idle.set()
+    assert [final.read_text() for final in finals] == ["new"] * 3
