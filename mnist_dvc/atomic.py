@@ -5,7 +5,8 @@ same file system, and renamed into place only when every output of the step is c
 rename is atomic, and SIGINT/SIGTERM wait until the renames are done. A run killed half-way
 leaves at most the hidden files, which the next run of the stage deletes first, and the
 previous outputs stay as they were (dvc.yaml marks them `persist`, so DVC does not delete them
-before the stage runs either).
+before the stage runs either). A stage whose dvc has ended meanwhile renames nothing
+(mnist_dvc/stage.py): dvc.lock would not record what it wrote.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.stage import raise_if_orphaned
 
 
 class OutputError(StageError):
@@ -40,6 +42,7 @@ def atomic_outputs(*finals: Path) -> Iterator[tuple[Path, ...]]:
         for partial in partials:
             _fsync(partial)
         with _signals_held():
+            raise_if_orphaned()  # the last moment to keep what dvc.lock records
             for final, partial in zip(finals, partials, strict=True):
                 _replace(partial, final)
     except OSError as error:
