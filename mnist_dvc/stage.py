@@ -74,6 +74,10 @@ class Runner:
 # Set by end_with_dvc() in a stage that dvc started; None everywhere else (tests, tools, by hand).
 _runner: Runner | None = None
 _stage_done = threading.Event()  # the watcher stops when the stage has ended its work
+# Set once the stage has been interrupted: it is cleaning up, and a second signal (the group's
+# SIGTERM, then the parent-death one and the watcher's when dvc dies with it) must not cut that
+# short and leave its partial outputs behind.
+_ending = threading.Event()
 
 
 def stage_name() -> str:
@@ -155,6 +159,7 @@ def raise_if_orphaned() -> None:
     outputs must not change behind dvc.lock's back. Called right before outputs are swapped in;
     nothing happens in a process that no dvc started."""
     if _runner is not None and _runner.gone():
+        _ending.set()
         raise Interrupted(signal.SIGTERM)
 
 
@@ -243,12 +248,9 @@ def run_stage(name: str, work: Callable[[], object]) -> None:
     exit status 1; SIGINT and SIGTERM (and the end of the dvc that started the stage: see
     `find_runner`) in `<stage>: interrupted` and 130 or 143, after the half-written outputs are
     cleaned away (the old outputs stay in place)."""
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
-
+    _ending.clear()
     for signum in EXIT_STATUS:
-        signal.signal(signum, interrupt)
+        signal.signal(signum, _interrupt)
     try:
         work()
     except StageError as error:
@@ -266,3 +268,12 @@ def run_stage(name: str, work: Callable[[], object]) -> None:
         # The work is over, its outputs in place or not: the watcher's SIGTERM would now only
         # turn an exit into "interrupted".
         _stage_done.set()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    """The stage's handler for SIGINT and SIGTERM: the first ends the work; those after it,
+    while the stage cleans up, change nothing."""
+    if _ending.is_set():
+        return
+    _ending.set()
+    raise Interrupted(signum)

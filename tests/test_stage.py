@@ -272,3 +272,35 @@ def test_a_signal_during_the_swap_comes_after_every_output_is_in_place(tmp_path,
     finally:
         idle.set()
     assert [final.read_text() for final in finals] == ["new"] * 3
+
+
+def test_a_second_signal_during_the_clean_up_changes_nothing(tmp_path, monkeypatch):
+    """Killing dvc's whole group sends its stage SIGTERM, then the parent-death signal and the
+    watcher's when dvc ends: the first interrupts, the others must not cut the removal of the
+    partial outputs short."""
+    final = tmp_path / "dvclive"
+    final.mkdir()
+    (final / "metrics.json").write_text("old")
+    remove = atomic._remove
+    interrupted = []
+
+    def remove_after_a_second_signal(path: Path) -> None:
+        if interrupted:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler's moment
+        remove(path)
+
+    def work() -> None:
+        with atomic_outputs(final) as (partial,):
+            partial.mkdir()
+            (partial / "metrics.json").write_text("new")
+            monkeypatch.setattr(atomic, "_remove", remove_after_a_second_signal)
+            interrupted.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("train", work)
+    assert exit_.value.code == 143
+    assert (final / "metrics.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvclive"]
