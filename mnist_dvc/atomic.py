@@ -5,7 +5,8 @@ same file system, and renamed into place only when every output of the step is c
 rename is atomic, and SIGINT/SIGTERM wait until the renames are done. A run killed half-way
 leaves at most the hidden files, which the next run of the stage deletes first, and the
 previous outputs stay as they were (dvc.yaml marks them `persist`, so DVC does not delete them
-before the stage runs either).
+before the stage runs either). A stage whose dvc has ended meanwhile renames nothing
+(mnist_dvc/stage.py): dvc.lock would not record what it wrote.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import os
 import re
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.stage import raise_if_orphaned
 
 
 class OutputError(StageError):
@@ -39,6 +42,7 @@ def atomic_outputs(*finals: Path) -> Iterator[tuple[Path, ...]]:
         for partial in partials:
             _fsync(partial)
         with _signals_held():
+            raise_if_orphaned()  # the last moment to keep what dvc.lock records
             for final, partial in zip(finals, partials, strict=True):
                 _replace(partial, final)
     except OSError as error:
@@ -74,16 +78,37 @@ def atomic_output(final: Path) -> Iterator[Path]:
         yield partial
 
 
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def _signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back while the outputs are swapped in, so that they change
-    together: a signal that arrives meanwhile is delivered right after."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    together: a signal that arrives meanwhile is delivered right after.
+
+    Python runs its signal handlers in the main thread, whichever thread the kernel gave the
+    signal to: blocking the signals in this thread alone (pthread_sigmask) let TensorFlow's
+    threads take them and the handler raise between two renames. So the handlers only note a
+    signal until the swap is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # another thread runs no handler, and may not change them
+        return
+    arrived: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        arrived.append(signum)
+
+    # A handler installed outside Python reads as None and cannot be put back: left alone.
+    previous = {s: signal.getsignal(s) for s in HELD if signal.getsignal(s) is not None}
+    for signum in previous:
+        signal.signal(signum, note)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):  # once each, in the order they came
+            signal.raise_signal(signum)
 
 
 def _replace(partial: Path, final: Path) -> None:

@@ -7,6 +7,14 @@ and TensorFlow loads with the numerics chosen (mnist_dvc/numerics.py). `begin()`
 a stage runs as `python -m stages.<name>`: tests and benchmarks that import a stage module get
 no signal handlers and no checks. Only the standard library is imported here, so that this
 works on any Python that finds the checkout.
+
+A stage that `dvc` started must not outlive it: `kill <pid of dvc>` (or `dvc queue kill
+--force`) ends dvc alone, and a stage that went on would swap in outputs that dvc.lock never
+records, over uncommitted ones that no cache keeps. So a stage run by dvc finds that dvc
+process when it starts (`find_runner`), asks the kernel for SIGTERM when its parent ends, and
+checks twice a second that the dvc is still there: when it is gone the stage is interrupted as
+SIGTERM would interrupt it, and right before its outputs are swapped in (mnist_dvc/atomic.py)
+it checks once more (`raise_if_orphaned`).
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -26,6 +36,9 @@ PYTHON = (3, 11)  # the Python requirements.lock was made for
 # and TensorFlow loads in them with the numerics params.yaml chooses.
 TENSORFLOW_STAGES = ("train", "evaluate", "export")
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells do
+PR_SET_PDEATHSIG = 1  # prctl(2), <linux/prctl.h>: a signal for this process when its parent ends
+WATCH_INTERVAL_S = 0.5  # how often a stage run by dvc checks that dvc is still there
+MAX_ANCESTORS = 8  # between dvc and the stage: its shell, and a `nice` or `time` in a cmd
 
 
 class Interrupted(BaseException):
@@ -35,6 +48,36 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+@dataclass(frozen=True)
+class Runner:
+    """The `dvc` process that started this stage (`dvc repro`, `dvc exp run`, or the `dvc exp
+    exec-run` of a queued experiment), and this stage's parent when it started: that dvc itself
+    where DVC's `$SHELL -c` execs the command (bash does), or the shell that waits for it (dash,
+    Debian's /bin/sh, does not)."""
+
+    pid: int
+    started: int | None  # its start time in clock ticks after boot: a reused PID has another
+    parent: int
+
+    def gone(self) -> bool:
+        """Whether that dvc has ended (dvc's own parent may not have reaped it yet), or the
+        parent between it and this stage has."""
+        return (
+            self.started is None
+            or _start_time(self.pid) != self.started
+            or os.getppid() != self.parent
+        )
+
+
+# Set by end_with_dvc() in a stage that dvc started; None everywhere else (tests, tools, by hand).
+_runner: Runner | None = None
+_stage_done = threading.Event()  # the watcher stops when the stage has ended its work
+# Set once the stage has been interrupted: it is cleaning up, and a second signal (the group's
+# SIGTERM, then the parent-death one and the watcher's when dvc dies with it) must not cut that
+# short and leave its partial outputs behind.
+_ending = threading.Event()
 
 
 def stage_name() -> str:
@@ -69,6 +112,7 @@ def begin(lock: Path) -> None:
 
     for signum in EXIT_STATUS:
         signal.signal(signum, quit_now)
+    end_with_dvc()
     problems = environment_problems(lock)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -86,6 +130,88 @@ def begin(lock: Path) -> None:
             numerics.configure(load_params().numerics)
         except StageError as error:
             sys.exit(f"{name}: error: {error}")
+
+
+def find_runner() -> Runner | None:
+    """The dvc process that started this stage: the nearest ancestor whose environment lacks the
+    DVC_STAGE that DVC sets for a stage's command alone (the shell between them, and a `nice` or
+    `time` in a cmd, inherit it). None where no dvc started the stage, and off Linux.
+
+    If dvc ended in the split second before this runs, init (or a subreaper) has already adopted
+    the stage or its shell and is taken for the dvc: that one stage goes unguarded."""
+    stage = os.environ.get("DVC_STAGE")
+    if stage is None or not sys.platform.startswith("linux"):
+        return None
+    entry = f"DVC_STAGE={stage}".encode()
+    parent = pid = os.getppid()
+    for _ in range(MAX_ANCESTORS):
+        if not _environment_has(pid, entry):
+            break
+        fields = _proc_stat(pid)
+        if fields is None:
+            break
+        pid = int(fields[1])
+    return Runner(pid, _start_time(pid), parent)
+
+
+def raise_if_orphaned() -> None:
+    """Refuse, as SIGTERM would interrupt the stage, if the dvc that started it has ended: its
+    outputs must not change behind dvc.lock's back. Called right before outputs are swapped in;
+    nothing happens in a process that no dvc started."""
+    if _runner is not None and _runner.gone():
+        _ending.set()
+        raise Interrupted(signal.SIGTERM)
+
+
+def end_with_dvc() -> None:
+    """In a stage that dvc started: SIGTERM when that dvc ends, from the kernel when the
+    stage's parent ends (at once, but only the direct parent: dvc where the shell exec'd the
+    command), and from a watcher thread when the dvc has ended (within WATCH_INTERVAL_S, whatever
+    is between them); and `raise_if_orphaned` armed. Nothing in a process no dvc started."""
+    global _runner
+    _runner = find_runner()
+    if _runner is None:
+        return
+    import ctypes  # here: only a stage that dvc started needs it
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    watcher = threading.Thread(target=_watch, args=(_runner,), name="watch-dvc", daemon=True)
+    watcher.start()
+
+
+def _watch(runner: Runner) -> None:
+    # Also catches a parent that ended before prctl above.
+    while not _stage_done.wait(WATCH_INTERVAL_S):
+        if runner.gone():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handlers run in the main thread
+            return
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields from the state on (proc(5)'s field 3 is [0]); None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()  # after "pid (comm)", whose comm may hold ") "
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks after boot); None if it has ended."""
+    fields = _proc_stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):  # a zombie has ended: only its PID is left
+        return None
+    return int(fields[19])  # proc(5)'s field 22, starttime
+
+
+def _environment_has(pid: int, entry: bytes) -> bool:
+    """Whether the process started with `entry` (NAME=value) in its environment; False where
+    that cannot be read (another user's process)."""
+    try:
+        return entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
 
 
 def environment_problems(lock: Path) -> list[str]:
@@ -119,14 +245,12 @@ def _normalized(name: str) -> str:
 
 def run_stage(name: str, work: Callable[[], object]) -> None:
     """Run a stage's `main`: user errors (and OS errors such as a full disk) end in one line and
-    exit status 1; SIGINT and SIGTERM in `<stage>: interrupted` and 130 or 143, after the
-    half-written outputs are cleaned away (the old outputs stay in place)."""
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
-
+    exit status 1; SIGINT and SIGTERM (and the end of the dvc that started the stage: see
+    `find_runner`) in `<stage>: interrupted` and 130 or 143, after the half-written outputs are
+    cleaned away (the old outputs stay in place)."""
+    _ending.clear()
     for signum in EXIT_STATUS:
-        signal.signal(signum, interrupt)
+        signal.signal(signum, _interrupt)
     try:
         work()
     except StageError as error:
@@ -140,3 +264,16 @@ def run_stage(name: str, work: Callable[[], object]) -> None:
             signal.signal(each, signal.SIG_IGN)
         print(f"{name}: interrupted", file=sys.stderr)
         sys.exit(EXIT_STATUS[signal.Signals(signum)])
+    finally:
+        # The work is over, its outputs in place or not: the watcher's SIGTERM would now only
+        # turn an exit into "interrupted".
+        _stage_done.set()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    """The stage's handler for SIGINT and SIGTERM: the first ends the work; those after it,
+    while the stage cleans up, change nothing."""
+    if _ending.is_set():
+        return
+    _ending.set()
+    raise Interrupted(signum)

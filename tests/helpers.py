@@ -4,6 +4,7 @@ the way a user does, a throwaway git repository of this work tree, and a local H
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import http.server
 import os
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 
@@ -142,6 +144,24 @@ def make_repo(dest: Path) -> Path:
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-qm", "copy of the work tree", cwd=dest)
     return dest
+
+
+def stop_queue_workers(repo: Path, grace_s: float = 15.0) -> None:
+    """Terminate, then kill, each queue worker still running, by the PID DVC recorded for it
+    in .dvc/tmp/exps/celery/dvc-exp-worker-N.pid (where that PID is still a queue worker)."""
+    workers = []
+    for pidfile in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("dvc-exp-worker-*.pid"):
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            worker = psutil.Process(int(pidfile.read_text().strip()))
+            if "queue-worker" in worker.cmdline():
+                workers.append(worker)
+    for worker in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.terminate()
+    _, alive = psutil.wait_procs(workers, timeout=grace_s)
+    for worker in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
 
 
 def gzip_files(raw_dir: Path, dest: Path) -> Path:

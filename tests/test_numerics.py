@@ -6,6 +6,7 @@ machine that runs the tests, at whatever thread count the caller's environment a
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -45,7 +46,9 @@ def test_portable_gives_the_same_bytes_whatever_the_thread_count(real_prepared_d
 def test_native_leaves_tensorflow_its_own_choice(real_prepared_dir, workdir):
     made = train_small(workdir, real_prepared_dir, "native", TF_ENABLE_ONEDNN_OPTS="0")
     assert made["numerics"] == "native"
-    assert made["environment"] == dict.fromkeys(numerics.PORTABLE_ENVIRONMENT)  # all unset
+    # All unset but the caller's choice of GPUs, which the shell that started pytest may export.
+    kept = {name: os.environ.get(name) for name in numerics.CALLERS_CHOICE}
+    assert made["environment"] == {**dict.fromkeys(numerics.PORTABLE_ENVIRONMENT), **kept}
     assert made["model_h5_md5"] == file_digest(workdir / MODEL_WEIGHTS)
 
 

@@ -4,7 +4,6 @@ Chromium), plus experiments, queued ones included, and the model card."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -12,12 +11,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import yaml
 from PIL import Image
 
-from tests.helpers import ENV, REPO_ROOT, sh, write_params
+from tests.helpers import ENV, REPO_ROOT, sh, stop_queue_workers, write_params
 from tests.servers import require
 
 pytestmark = pytest.mark.slow  # runs stages, dvc, servers or a browser
@@ -215,21 +213,3 @@ def _no_dvc_left_running(repo):
     # The queue's workers stop when idle; make sure none outlives the tests.
     sh("dvc", "queue", "stop", "--kill", cwd=repo, check=False)
     stop_queue_workers(repo)
-
-
-def stop_queue_workers(repo: Path, grace_s: float = 15.0) -> None:
-    """Terminate, then kill, each queue worker still running, by the PID DVC recorded for it
-    in .dvc/tmp/exps/celery/dvc-exp-worker-N.pid (where that PID is still a queue worker)."""
-    workers = []
-    for pidfile in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("dvc-exp-worker-*.pid"):
-        with contextlib.suppress(OSError, ValueError, psutil.Error):
-            worker = psutil.Process(int(pidfile.read_text().strip()))
-            if "queue-worker" in worker.cmdline():
-                workers.append(worker)
-    for worker in workers:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            worker.terminate()
-    _, alive = psutil.wait_procs(workers, timeout=grace_s)
-    for worker in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            worker.kill()

@@ -24,11 +24,19 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
 from mnist_dvc import mnist
-from tests.helpers import ENV, serve_mirror, sh, write_params, write_sources
+from tests.helpers import (
+    ENV,
+    serve_mirror,
+    sh,
+    stop_queue_workers,
+    write_params,
+    write_sources,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -214,15 +222,22 @@ def test_a_corrupt_raw_file_loses_nothing(repo, baseline):
     assert_nothing_lost(repo, baseline)
 
 
-def test_the_wrong_python_loses_nothing(repo, baseline, tmp_path):
-    # `.venv/bin/dvc repro` without activating the environment: `python` is another one.
-    bare = tmp_path / "bare"
+DVC = str(Path(sys.executable).parent / "dvc")  # this environment's, whatever PATH says
+
+
+@pytest.fixture(scope="module")
+def wrong_python(tmp_path_factory) -> str:
+    """A PATH whose `python` is a bare one, not the locked environment, as after `.venv/bin/dvc
+    repro` without activating it: every stage refuses to run."""
+    bare = tmp_path_factory.mktemp("bare") / "venv"
     subprocess.run(
         [sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", bare], check=True
     )
-    dvc = str(Path(sys.executable).parent / "dvc")
-    path = f"{bare / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    run = sh(dvc, "repro", "-f", "-s", "train", cwd=repo, check=False, PATH=path)
+    return f"{bare / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_the_wrong_python_loses_nothing(repo, baseline, wrong_python):
+    run = sh(DVC, "repro", "-f", "-s", "train", cwd=repo, check=False, PATH=wrong_python)
     assert run.returncode != 0
     assert "train: error: " in run.stderr and "is not the environment in requirements.lock" in (
         run.stderr
@@ -316,6 +331,137 @@ def test_sigkill_of_train_mid_epoch_loses_nothing(repo, baseline):
     assert "??" not in untracked, untracked  # what a killed stage leaves is hidden and ignored
     restore_params(repo)
     assert_status_up_to_date(repo)
+
+
+STAGE_GONE_S = 10  # how long a stage may outlive the dvc that started it
+
+
+def group_ends(pgid: int, within_s: float) -> bool:
+    """Whether every process of the group has ended within `within_s` (the caller has reaped
+    its own child, dvc); what is left afterwards is killed."""
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.05)
+        return False
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def changed_outputs(repo: Path) -> dict[str, object]:
+    """The stages whose outputs `dvc status` finds changed: outputs that dvc.lock does not
+    record."""
+    status = json.loads(sh("dvc", "status", "--json", cwd=repo).stdout)
+    return {
+        stage: change["changed outs"]
+        for stage, changes in status.items()
+        for change in changes
+        if isinstance(change, dict) and "changed outs" in change
+    }
+
+
+@pytest.mark.parametrize(
+    ("signum", "shell"),
+    # bash execs the cmd (the stage is dvc's child), dash stays between them as its parent.
+    [(signal.SIGTERM, "/bin/bash"), (signal.SIGKILL, "/bin/sh")],
+    ids=["SIGTERM-bash", "SIGKILL-dash"],
+)
+def test_dvc_killed_alone_mid_train_leaves_no_stage_and_loses_nothing(
+    repo, baseline, wrong_python, signum, shell
+):
+    """`kill <pid of dvc>`: dvc ends at once, without a word to its stage. The stage must stop
+    within seconds and replace nothing (dvc.lock would not record it, and the uncommitted
+    dvclive/ and provenance.json it replaced would be lost), and `dvc status` must say what
+    it says after a run whose train refused."""
+    write_params(repo / "params.yaml", epochs=3, train_images=6000)
+    # A plain refused run with these params: check_params passes them, then train refuses.
+    sh("dvc", "repro", "check_params", cwd=repo)
+    refused = sh(DVC, "repro", cwd=repo, check=False, PATH=wrong_python)
+    assert "train: error: " in refused.stderr, refused.stderr[-2000:]
+    refused_status = json.loads(sh("dvc", "status", "--json", cwd=repo).stdout)
+    lock = (repo / "dvc.lock").read_bytes()
+    proc, log = start(repo, "dvc", "repro", SHELL=shell)
+    try:
+        wait_for(lambda: "Epoch 2/3" in log.read_text(), proc, log)
+        os.kill(proc.pid, signum)  # dvc alone: the stage gets no signal from it
+        assert proc.wait(timeout=60) == -signum
+    finally:
+        ended = group_ends(proc.pid, within_s=STAGE_GONE_S)
+    output = log.read_text()
+    assert ended, f"a stage outlived dvc by {STAGE_GONE_S} s:\n{output[-3000:]}"
+    assert output.rstrip().endswith("train: interrupted"), output[-3000:]
+    assert "Traceback" not in output
+    assert_nothing_lost(repo, baseline)
+    assert (repo / "dvc.lock").read_bytes() == lock
+    assert json.loads(sh("dvc", "status", "--json", cwd=repo).stdout) == refused_status
+    restore_params(repo)
+    assert_status_up_to_date(repo)
+
+
+def test_dvc_exp_run_killed_alone_mid_train_leaves_no_stage_and_loses_nothing(repo, baseline):
+    proc, log = start(
+        repo, "dvc", "exp", "run", "-S", "train.epochs=3", "-S", "train.train_images=6000"
+    )
+    try:
+        wait_for(lambda: "Epoch 2/3" in log.read_text(), proc, log)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        ended = group_ends(proc.pid, within_s=STAGE_GONE_S)
+    output = log.read_text()
+    assert ended, f"a stage outlived dvc by {STAGE_GONE_S} s:\n{output[-3000:]}"
+    assert output.rstrip().endswith("train: interrupted"), output[-3000:]
+    assert_nothing_lost(repo, baseline)
+    assert changed_outputs(repo) == {}
+
+
+def stage_processes(repo: Path) -> list[psutil.Process]:
+    """The stages that dvc runs for `repo`, wherever they run (a queued experiment's in a
+    temporary copy): DVC gives their commands DVC_ROOT."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"], ad_value=None):
+        cmdline, environ = proc.info["cmdline"] or [], proc.info["environ"] or {}
+        if any(arg.startswith("stages.") for arg in cmdline) and (
+            environ.get("DVC_ROOT") == str(repo)
+        ):
+            found.append(proc)
+    return found
+
+
+def test_a_queued_experiment_killed_with_its_dvc_leaves_no_stage(repo, baseline):
+    """`dvc queue kill --force` sends SIGKILL to the experiment's `dvc exp exec-run` alone."""
+    sh("dvc", "exp", "run", "--queue", "-n", "killed", "-S", "train.epochs=3",
+       "-S", "train.train_images=6000", cwd=repo)  # fmt: skip
+    start_log = repo / ".dvc" / "tmp" / "queue-start.log"  # as in test_compare.py: not a pipe
+    stages: list[psutil.Process] = []
+    try:
+        with open(start_log, "w") as out:
+            subprocess.run(["dvc", "queue", "start"], cwd=repo, env=ENV, stdout=out,
+                           stderr=subprocess.STDOUT, timeout=120, check=True)  # fmt: skip
+        # The experiment's output: .dvc/tmp/exps/run/<its stash commit>/<the same>.out
+        logs = (repo / ".dvc" / "tmp" / "exps" / "run").glob
+        deadline = time.monotonic() + 300
+        while not any("Epoch 2/3" in out.read_text() for out in logs("*/*.out")):
+            assert time.monotonic() < deadline, sh("dvc", "queue", "status", cwd=repo).stdout
+            time.sleep(0.1)
+        stages = stage_processes(repo)
+        assert stages, "no stage runs"
+        sh("dvc", "queue", "kill", "--force", "killed", cwd=repo)
+        _, alive = psutil.wait_procs(stages, timeout=STAGE_GONE_S)
+        assert not alive, f"a stage outlived dvc by {STAGE_GONE_S} s: {alive}"
+        assert any("train: interrupted" in out.read_text() for out in logs("*/*.out"))
+    finally:
+        for stage in stages:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stage.kill()
+        sh("dvc", "queue", "stop", "--kill", cwd=repo, check=False)
+        stop_queue_workers(repo)
+    assert_nothing_lost(repo, baseline)
 
 
 def test_sigkill_of_preprocess_while_it_writes_loses_nothing(repo, baseline):
