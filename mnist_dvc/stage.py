@@ -30,6 +30,8 @@ from importlib import metadata
 from pathlib import Path
 
 from mnist_dvc.errors import StageError, describe
+from mnist_dvc.files import read_text_limited
+from mnist_dvc.redact import redact
 
 PYTHON = (3, 11)  # the Python requirements.lock was made for
 # The stages that compute with TensorFlow: each lists `numerics` among its params in dvc.yaml,
@@ -223,8 +225,8 @@ def environment_problems(lock: Path) -> list[str]:
         _normalized(dist.metadata["Name"] or ""): dist.version for dist in metadata.distributions()
     }
     try:
-        lines = lock.read_text().splitlines()
-    except OSError as error:
+        lines = read_text_limited(lock).splitlines()
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8
         return [f"{lock}: {describe(error)}"]
     missing = []
     for line in lines:
@@ -253,11 +255,11 @@ def run_stage(name: str, work: Callable[[], object]) -> None:
         signal.signal(signum, _interrupt)
     try:
         work()
-    except StageError as error:
-        sys.exit(f"{name}: error: {error}")
+    except StageError as error:  # redacted again: a URL with credentials never gets printed
+        sys.exit(redact(f"{name}: error: {error}"))
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
-        sys.exit(f"{name}: error: {where}{describe(error)}")
+        sys.exit(redact(f"{name}: error: {where}{describe(error)}"))
     except (KeyboardInterrupt, Interrupted) as error:
         signum = getattr(error, "signum", signal.SIGINT)
         for each in EXIT_STATUS:  # a second signal during the exit changes nothing
