@@ -77,14 +77,49 @@ def test_conv2d_and_its_gradients_compute_tensorflows(shape):
         assert relative_error(mine, reference) < 1e-5
 
 
-def test_add_bias_sums_the_gradient_over_every_leading_axis():
-    x, bias = tf.constant(random(4, 5, 6, 33)), tf.Variable(random(33))
-    upstream = random(4, 5, 6, 33)
-    with tf.GradientTape() as tape:
-        y = ops.add_bias(x, bias)
-    gradient = tape.gradient(y, bias, output_gradients=tf.constant(upstream))
-    assert np.array_equal(y, np.asarray(x) + np.asarray(bias))
-    assert relative_error(gradient, upstream.astype(np.float64).sum(axis=(0, 1, 2))) < 1e-5
+@pytest.mark.parametrize("kind", ["dense", "conv2d"])
+def test_bias_and_relu_are_tensorflows_bits_and_their_gradients_sum_in_order(kind):
+    # Fused into the kernels: the same bits as the contraction, then TensorFlow's add and relu.
+    if kind == "dense":
+        x, w, bias = (
+            tf.constant(random(40, 30)),
+            tf.Variable(random(30, 33)),
+            tf.Variable(random(33)),
+        )
+        contract = ops.matmul
+    else:
+        x, w, bias = (tf.constant(random(4, 9, 8, 3)), tf.Variable(random(3, 3, 3, 33)),
+                      tf.Variable(random(33)))  # fmt: skip
+        contract = ops.conv2d
+    with tf.GradientTape(persistent=True) as tape:
+        fused = contract(x, w, bias, relu=True)
+        apart = tf.nn.relu(contract(x, w) + bias)
+    assert np.array_equal(fused.numpy().view(np.uint32), apart.numpy().view(np.uint32))
+    upstream = tf.constant(random(*fused.shape))
+    db = tape.gradient(fused, bias, output_gradients=upstream)
+    masked = np.where(apart.numpy() > 0, upstream.numpy(), 0).astype(np.float64)
+    assert relative_error(db, masked.reshape(-1, 33).sum(axis=0)) < 1e-5
+    dw_fused = tape.gradient(fused, w, output_gradients=upstream)
+    dw_apart = tape.gradient(apart, w, output_gradients=upstream)
+    assert np.array_equal(dw_fused, dw_apart)
+
+
+def test_max_pool_and_its_gradient_are_tensorflows():
+    # Ties (relu's zeros, repeated values) go where TensorFlow's MaxPoolGrad sends them.
+    x = tf.constant(np.round(np.maximum(random(8, 24, 24, 5), 0) * 2) / 2)
+    upstream = tf.constant(random(8, 12, 12, 5))
+    for size, stride in ((2, 2), (3, 2), (3, 3)):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            ours = ops.max_pool(x, size, stride)
+            theirs = tf.nn.max_pool2d(x, size, stride, "VALID")
+        up = upstream[:, : theirs.shape[1], : theirs.shape[2]]
+        assert np.array_equal(ours, theirs)
+        ours_grad = tape.gradient(ours, x, output_gradients=up)
+        theirs_grad = tape.gradient(theirs, x, output_gradients=up)
+        assert np.array_equal(
+            ours_grad.numpy().view(np.uint32), theirs_grad.numpy().view(np.uint32)
+        )
 
 
 def test_softmax_and_crossentropy_are_kerass_without_a_reciprocal():
@@ -157,7 +192,7 @@ def test_the_training_step_has_only_exactly_rounded_operations():
         "Sqrt", "Square", "StatelessRandomGetKeyCounter", "StatelessRandomUniformV2",
         "StridedSlice", "Sub", "Sum", "Tile",
         "PortableColumnSum", "PortableConv2D", "PortableConv2DBackpropFilter",
-        "PortableConv2DBackpropInput", "PortableMatMul",
+        "PortableConv2DBackpropInput", "PortableMatMul", "PortableMaxPool", "PortableMaxPoolGrad",
     }  # fmt: skip
     p = load_params().train
     keras.utils.set_random_seed(42)

@@ -56,13 +56,24 @@ int64_t DivUp(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 bool HasAvx2Fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
+// What follows a sum once it is complete, element by element: + bias[column] (TensorFlow's
+// BiasAdd: one add), then relu as TensorFlow computes it (max(0, x) with x kept where equal or
+// NaN: the same bits as tf.nn.relu). Fused here to save two passes over the activations.
+struct Epilogue {
+  std::vector<float> bias;  // per column, zero-padded to whole panels; empty: none
+  bool relu = false;
+  const float* Bias(int64_t panel) const { return bias.empty() ? nullptr : &bias[panel * 16]; }
+};
+
 // c[r][0..16) (+)= sum over k of A[r][k] * b[k][0..16) for r < 6, where A[r][k] is
 // rows[r][offsets[k]] (the operand read where it lies: no copy of an im2col matrix) and b holds
-// 16 floats per k, ldb apart. One FMA chain per element, in ascending k.
+// 16 floats per k, ldb apart. One FMA chain per element, in ascending k. Where the sums are
+// complete, `bias` (16 floats, or none) is added and `relu` applied before the store.
 __attribute__((target("avx2,fma"))) void Kernel6x16(int64_t kc, const float* const* rows,
                                                     const int64_t* offsets, const float* b,
                                                     int64_t ldb, float* c, int64_t ldc,
-                                                    bool accumulate) {
+                                                    bool accumulate, const float* bias,
+                                                    bool relu) {
   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
   if (accumulate) {
     c00 = _mm256_loadu_ps(c + 0 * ldc), c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
@@ -94,6 +105,24 @@ __attribute__((target("avx2,fma"))) void Kernel6x16(int64_t kc, const float* con
     x = _mm256_broadcast_ss(a5 + o);
     c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
   }
+  if (bias != nullptr) {
+    const __m256 bias0 = _mm256_loadu_ps(bias), bias1 = _mm256_loadu_ps(bias + 8);
+    c00 = _mm256_add_ps(c00, bias0), c01 = _mm256_add_ps(c01, bias1);
+    c10 = _mm256_add_ps(c10, bias0), c11 = _mm256_add_ps(c11, bias1);
+    c20 = _mm256_add_ps(c20, bias0), c21 = _mm256_add_ps(c21, bias1);
+    c30 = _mm256_add_ps(c30, bias0), c31 = _mm256_add_ps(c31, bias1);
+    c40 = _mm256_add_ps(c40, bias0), c41 = _mm256_add_ps(c41, bias1);
+    c50 = _mm256_add_ps(c50, bias0), c51 = _mm256_add_ps(c51, bias1);
+  }
+  if (relu) {  // max_ps(0, x) returns x where they are equal or x is NaN, as Eigen's pmax does
+    const __m256 zero = _mm256_setzero_ps();
+    c00 = _mm256_max_ps(zero, c00), c01 = _mm256_max_ps(zero, c01);
+    c10 = _mm256_max_ps(zero, c10), c11 = _mm256_max_ps(zero, c11);
+    c20 = _mm256_max_ps(zero, c20), c21 = _mm256_max_ps(zero, c21);
+    c30 = _mm256_max_ps(zero, c30), c31 = _mm256_max_ps(zero, c31);
+    c40 = _mm256_max_ps(zero, c40), c41 = _mm256_max_ps(zero, c41);
+    c50 = _mm256_max_ps(zero, c50), c51 = _mm256_max_ps(zero, c51);
+  }
   _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);
   _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);
   _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
@@ -106,13 +135,13 @@ __attribute__((target("avx2,fma"))) void Kernel6x16(int64_t kc, const float* con
 // tile, of which only the valid part is read from and written to c. Missing rows repeat a valid
 // one and B is zero beyond its last column: what they compute is dropped.
 void EdgeTile(int64_t kc, const float* const* rows, const int64_t* offsets, const float* b,
-              int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t height,
-              int64_t width) {
+              int64_t ldb, float* c, int64_t ldc, bool accumulate, const float* bias, bool relu,
+              int64_t height, int64_t width) {
   alignas(64) float tile[kMr * kNr] = {};
   if (accumulate) {
     for (int64_t r = 0; r < height; ++r) std::memcpy(tile + r * kNr, c + r * ldc, width * 4);
   }
-  Kernel6x16(kc, rows, offsets, b, ldb, tile, kNr, accumulate);
+  Kernel6x16(kc, rows, offsets, b, ldb, tile, kNr, accumulate, bias, relu);
   for (int64_t r = 0; r < height; ++r) std::memcpy(c + r * ldc, tile + r * kNr, width * 4);
 }
 
@@ -157,12 +186,18 @@ struct OperandA {
   std::vector<int64_t> offsets;
 };
 
-// C (M x N, row-major) = A B, with B packed by PackB, in the order the file's top describes.
+// The epilogue of one complete sum, as Kernel6x16 applies it.
+float Finish(float sum, const Epilogue& e, int64_t column) {
+  if (!e.bias.empty()) sum += e.bias[column];
+  return e.relu && 0.0f > sum ? 0.0f : sum;
+}
+
+// C (M x N, row-major) = A B, in the order the file's top describes, then `e` on each element.
 void Gemm(OpKernelContext* context, int64_t m_size, int64_t n_size, int64_t k_size,
-          const OperandA& a, const OperandB& b, float* c) {
+          const OperandA& a, const OperandB& b, float* c, const Epilogue& e = Epilogue()) {
   if (m_size == 0 || n_size == 0) return;
   if (k_size == 0) {
-    std::fill(c, c + m_size * n_size, 0.0f);
+    for (int64_t i = 0; i < m_size * n_size; ++i) c[i] = Finish(0.0f, e, i % n_size);
     return;
   }
   const int64_t chunks = DivUp(k_size, kChunk), blocks = DivUp(m_size, kMc);
@@ -186,18 +221,21 @@ void Gemm(OpKernelContext* context, int64_t m_size, int64_t n_size, int64_t k_si
       for (int64_t k0 = k_begin; k0 < k_end; k0 += kKc) {
         const int64_t kc = std::min(kKc, k_end - k0);
         const bool accumulate = k0 > k_begin;
+        const bool complete = chunks == 1 && k0 + kc == k_end;  // the epilogue's turn
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t width = std::min(kNr, n_size - p * kNr);
           const float* b_block = b.Panel(p) + k0 * b.ldb;
+          const float* bias = complete ? e.Bias(p) : nullptr;
+          const bool relu = complete && e.relu;
           for (int64_t i = 0; i < tiles; ++i) {
             const int64_t h = std::min(kMr, height - i * kMr);
             float* tile = out + (m0 + i * kMr) * n_size + p * kNr;
             if (h == kMr && width == kNr) {
               Kernel6x16(kc, rows[i], a.offsets.data() + k0, b_block, b.ldb, tile, n_size,
-                         accumulate);
+                         accumulate, bias, relu);
             } else {
               EdgeTile(kc, rows[i], a.offsets.data() + k0, b_block, b.ldb, tile, n_size,
-                       accumulate, h, width);
+                       accumulate, bias, relu, h, width);
             }
           }
         }
@@ -210,10 +248,10 @@ void Gemm(OpKernelContext* context, int64_t m_size, int64_t n_size, int64_t k_si
   if (chunks == 1) return;
   const int64_t size = m_size * n_size;
   pool->ParallelFor(size, 2 * chunks, [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) {
-      float sum = partial[e];
-      for (int64_t chunk = 1; chunk < chunks; ++chunk) sum += partial[chunk * size + e];
-      c[e] = sum;
+    for (int64_t i = begin; i < end; ++i) {
+      float sum = partial[i];
+      for (int64_t chunk = 1; chunk < chunks; ++chunk) sum += partial[chunk * size + i];
+      c[i] = Finish(sum, e, i % n_size);
     }
   });
 }
@@ -224,14 +262,30 @@ absl::Status CpuStatus() {
       "numerics: portable needs a CPU with AVX2 and FMA, and this one lacks one or both");
 }
 
+// The epilogue an op's `bias` input (empty: none) and `relu` attribute ask for, for N columns.
+absl::Status EpilogueOf(const Tensor& bias, int64_t n_size, bool relu, Epilogue* e) {
+  if (bias.dims() != 1 || (bias.NumElements() != 0 && bias.NumElements() != n_size)) {
+    return tensorflow::errors::InvalidArgument("the bias has ", bias.NumElements(),
+                                               " values for ", n_size, " columns");
+  }
+  e->relu = relu;
+  if (bias.NumElements() != 0) {
+    e->bias.assign(DivUp(n_size, kNr) * kNr, 0.0f);
+    std::copy_n(bias.flat<float>().data(), n_size, e->bias.begin());
+  }
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------------------------
-// PortableMatMul: product = op(a) op(b), op transposing where asked, as tf.linalg.matmul.
+// PortableMatMul: product = op(a) op(b) (op transposing where asked, as tf.linalg.matmul), then
+// + bias and relu where given.
 
 class MatMulOp : public OpKernel {
  public:
   explicit MatMulOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("transpose_a", &transpose_a_));
     OP_REQUIRES_OK(context, context->GetAttr("transpose_b", &transpose_b_));
+    OP_REQUIRES_OK(context, context->GetAttr("relu", &relu_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -244,6 +298,8 @@ class MatMulOp : public OpKernel {
     const int64_t n = b.dim_size(transpose_b_ ? 0 : 1);
     OP_REQUIRES(context, b.dim_size(transpose_b_ ? 1 : 0) == k,
                 tensorflow::errors::InvalidArgument("PortableMatMul: inner sizes differ"));
+    Epilogue epilogue;
+    OP_REQUIRES_OK(context, EpilogueOf(context->input(2), n, relu_, &epilogue));
     Tensor* product = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({m, n}), &product));
     const float* pa = a.flat<float>().data();
@@ -255,11 +311,11 @@ class MatMulOp : public OpKernel {
     const OperandB packed =
         transpose_b_ ? PackB(context, k, n, [=](int64_t i, int64_t j) { return pb[j * k + i]; })
                      : RowMajorB(context, pb, k, n);
-    Gemm(context, m, n, k, operand, packed, product->flat<float>().data());
+    Gemm(context, m, n, k, operand, packed, product->flat<float>().data(), epilogue);
   }
 
  private:
-  bool transpose_a_ = false, transpose_b_ = false;
+  bool transpose_a_ = false, transpose_b_ = false, relu_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -318,12 +374,16 @@ absl::Status ShapeFromTensor(const Tensor& sizes, TensorShape* shape) {
 
 class Conv2DOp : public OpKernel {
  public:
-  using OpKernel::OpKernel;
+  explicit Conv2DOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("relu", &relu_));
+  }
   void Compute(OpKernelContext* context) override {
     const Tensor& input = context->input(0);
     const Tensor& filter = context->input(1);
     OP_REQUIRES_OK(context, ConvStatus(input.shape(), filter.shape()));
     const ConvShape s = ShapeOf(input.shape(), filter.shape());
+    Epilogue epilogue;
+    OP_REQUIRES_OK(context, EpilogueOf(context->input(2), s.filters, relu_, &epilogue));
     Tensor* output = nullptr;
     OP_REQUIRES_OK(context,
                    context->allocate_output(
@@ -334,8 +394,12 @@ class Conv2DOp : public OpKernel {
     for (int64_t t = 0; t < s.taps(); ++t) operand.offsets[t] = s.TapOffset(t);
     const float* w = filter.flat<float>().data();
     const OperandB b = RowMajorB(context, filter.flat<float>().data(), s.taps(), s.filters);
-    Gemm(context, s.pixels(), s.filters, s.taps(), operand, b, output->flat<float>().data());
+    Gemm(context, s.pixels(), s.filters, s.taps(), operand, b, output->flat<float>().data(),
+         epilogue);
   }
+
+ private:
+  bool relu_ = false;
 };
 
 class Conv2DBackpropFilterOp : public OpKernel {
@@ -430,6 +494,133 @@ class ColumnSumOp : public OpKernel {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// PortableMaxPool: NHWC, a size x size window every `stride`, no padding: the maximum and where
+// it is (its index in the image), as TensorFlow's max pooling picks it: the first greatest in
+// window order, so ties go where TensorFlow's MaxPoolGrad sends them. Maxima are exact; this is
+// here for speed: TensorFlow's MaxPoolGrad searches every window again (36 ms a step here).
+// PortableMaxPoolGrad adds each gradient to its maximum's place, in output order.
+
+struct PoolShape {
+  int64_t batch, height, width, channels, size, stride;
+  int64_t out_h() const { return (height - size) / stride + 1; }
+  int64_t out_w() const { return (width - size) / stride + 1; }
+};
+
+// The greatest of image[place + c] over the window's places and the first place holding it:
+// TensorFlow's rule (the first value is taken, then only a strictly greater one).
+void Window1(const float* image, const std::vector<int64_t>& places, int64_t c, float* best,
+             int32_t* at) {
+  float value = image[places[0] + c];
+  int64_t where = places[0] + c;
+  for (size_t w = 1; w < places.size(); ++w) {
+    const float next = image[places[w] + c];
+    if (value < next) value = next, where = places[w] + c;
+  }
+  *best = value, *at = static_cast<int32_t>(where);
+}
+
+// Window1 for channels c..c+7 at once (compares and selects: no rounding).
+__attribute__((target("avx2"))) void Window8(const float* image,
+                                             const std::vector<int64_t>& places, int64_t c,
+                                             float* best, int32_t* at) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 value = _mm256_loadu_ps(image + places[0] + c);
+  __m256i where = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(places[0] + c)), lanes);
+  for (size_t w = 1; w < places.size(); ++w) {
+    const __m256 next = _mm256_loadu_ps(image + places[w] + c);
+    const __m256 greater = _mm256_cmp_ps(value, next, _CMP_LT_OQ);  // value < next
+    const __m256i here =
+        _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(places[w] + c)), lanes);
+    value = _mm256_blendv_ps(value, next, greater);
+    where = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(where),
+                                                 _mm256_castsi256_ps(here), greater));
+  }
+  _mm256_storeu_ps(best, value);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(at), where);
+}
+
+class MaxPoolOp : public OpKernel {
+ public:
+  explicit MaxPoolOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("size", &size_));
+    OP_REQUIRES_OK(context, context->GetAttr("stride", &stride_));
+  }
+  void Compute(OpKernelContext* context) override {
+    const Tensor& input = context->input(0);
+    OP_REQUIRES(context, input.dims() == 4 && size_ >= 1 && stride_ >= 1 &&
+                             input.dim_size(1) >= size_ && input.dim_size(2) >= size_,
+                tensorflow::errors::InvalidArgument("PortableMaxPool: an NHWC input at least "
+                                                    "one window large"));
+    const PoolShape s{input.dim_size(0), input.dim_size(1), input.dim_size(2),
+                      input.dim_size(3), size_, stride_};
+    const TensorShape out_shape({s.batch, s.out_h(), s.out_w(), s.channels});
+    Tensor *output = nullptr, *argmax = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, out_shape, &output));
+    OP_REQUIRES_OK(context, context->allocate_output(1, out_shape, &argmax));
+    const float* in = input.flat<float>().data();
+    float* out = output->flat<float>().data();
+    int32_t* where = argmax->flat<int32_t>().data();
+    const int64_t c_size = s.channels;
+    auto rows = [&](int64_t begin, int64_t end) {  // output rows (n, i)
+      std::vector<int64_t> places(s.size * s.size);
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t n = row / s.out_h(), i = row % s.out_h();
+        const float* image = in + n * s.height * s.width * c_size;
+        for (int64_t j = 0; j < s.out_w(); ++j) {
+          for (int64_t y = 0; y < s.size; ++y) {  // the window's pixels, in window order
+            for (int64_t x = 0; x < s.size; ++x) {
+              places[y * s.size + x] = ((i * s.stride + y) * s.width + j * s.stride + x) * c_size;
+            }
+          }
+          const int64_t o = (row * s.out_w() + j) * c_size;
+          int64_t c = 0;
+          for (; c + 8 <= c_size; c += 8) Window8(image, places, c, out + o + c, where + o + c);
+          for (; c < c_size; ++c) Window1(image, places, c, out + o + c, where + o + c);
+        }
+      }
+    };
+    auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
+    pool->ParallelFor(s.batch * s.out_h(), s.out_w() * c_size * s.size * s.size * 2, rows);
+  }
+
+ private:
+  int64_t size_ = 2, stride_ = 2;
+};
+
+class MaxPoolGradOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* context) override {
+    const Tensor& grad = context->input(0);
+    const Tensor& argmax = context->input(1);
+    TensorShape input_shape;
+    OP_REQUIRES_OK(context, ShapeFromTensor(context->input(2), &input_shape));
+    OP_REQUIRES(context, grad.shape() == argmax.shape() && grad.dims() == 4 &&
+                             grad.dim_size(0) == input_shape.dim_size(0),
+                tensorflow::errors::InvalidArgument("PortableMaxPoolGrad: shapes differ"));
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, input_shape, &output));
+    const int64_t batch = input_shape.dim_size(0);
+    const int64_t image = batch == 0 ? 0 : input_shape.num_elements() / batch;
+    const int64_t outputs = batch == 0 ? 0 : grad.NumElements() / batch;
+    const float* g = grad.flat<float>().data();
+    const int32_t* at = argmax.flat<int32_t>().data();
+    float* dx = output->flat<float>().data();
+    auto images = [&](int64_t begin, int64_t end) {  // each image in output order
+      for (int64_t n = begin; n < end; ++n) {
+        float* into = dx + n * image;
+        std::fill(into, into + image, 0.0f);
+        for (int64_t o = n * outputs; o < (n + 1) * outputs; ++o) {
+          if (at[o] >= 0 && at[o] < image) into[at[o]] += g[o];
+        }
+      }
+    };
+    auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
+    pool->ParallelFor(batch, image + 2 * outputs, images);
+  }
+};
+
 using tensorflow::shape_inference::DimensionHandle;
 using tensorflow::shape_inference::InferenceContext;
 using tensorflow::shape_inference::ShapeHandle;
@@ -459,9 +650,11 @@ absl::Status ShapeFromInput(InferenceContext* c, int index) {
 REGISTER_OP("PortableMatMul")
     .Input("a: float")
     .Input("b: float")
+    .Input("bias: float")
     .Output("product: float")
     .Attr("transpose_a: bool = false")
     .Attr("transpose_b: bool = false")
+    .Attr("relu: bool = false")
     .SetShapeFn([](InferenceContext* c) {
       bool t_a, t_b;
       TF_RETURN_IF_ERROR(c->GetAttr("transpose_a", &t_a));
@@ -475,8 +668,38 @@ REGISTER_OP("PortableMatMul")
 REGISTER_OP("PortableConv2D")
     .Input("input: float")
     .Input("filter: float")
+    .Input("bias: float")
     .Output("output: float")
+    .Attr("relu: bool = false")
     .SetShapeFn(ConvShapeFn);
+REGISTER_OP("PortableMaxPool")
+    .Input("input: float")
+    .Output("output: float")
+    .Output("argmax: int32")
+    .Attr("size: int")
+    .Attr("stride: int")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle input;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, &input));
+      int64_t size, stride;
+      TF_RETURN_IF_ERROR(c->GetAttr("size", &size));
+      TF_RETURN_IF_ERROR(c->GetAttr("stride", &stride));
+      DimensionHandle h = c->UnknownDim(), w = c->UnknownDim();
+      if (c->ValueKnown(c->Dim(input, 1)) && c->ValueKnown(c->Dim(input, 2))) {
+        h = c->MakeDim((c->Value(c->Dim(input, 1)) - size) / stride + 1);
+        w = c->MakeDim((c->Value(c->Dim(input, 2)) - size) / stride + 1);
+      }
+      ShapeHandle out = c->MakeShape({c->Dim(input, 0), h, w, c->Dim(input, 3)});
+      c->set_output(0, out);
+      c->set_output(1, out);
+      return absl::OkStatus();
+    });
+REGISTER_OP("PortableMaxPoolGrad")
+    .Input("grad: float")
+    .Input("argmax: int32")
+    .Input("input_sizes: int32")
+    .Output("output: float")
+    .SetShapeFn([](InferenceContext* c) { return ShapeFromInput(c, 2); });
 REGISTER_OP("PortableConv2DBackpropFilter")
     .Input("input: float")
     .Input("filter_sizes: int32")
@@ -506,3 +729,5 @@ REGISTER_KERNEL_BUILDER(Name("PortableConv2DBackpropFilter").Device(tensorflow::
 REGISTER_KERNEL_BUILDER(Name("PortableConv2DBackpropInput").Device(tensorflow::DEVICE_CPU),
                         Conv2DBackpropInputOp);
 REGISTER_KERNEL_BUILDER(Name("PortableColumnSum").Device(tensorflow::DEVICE_CPU), ColumnSumOp);
+REGISTER_KERNEL_BUILDER(Name("PortableMaxPool").Device(tensorflow::DEVICE_CPU), MaxPoolOp);
+REGISTER_KERNEL_BUILDER(Name("PortableMaxPoolGrad").Device(tensorflow::DEVICE_CPU), MaxPoolGradOp);

@@ -2,7 +2,8 @@
 
 `PortableModel` wraps the Sequential model an architecture builds and computes its forward pass
 layer by layer: Conv2D and Dense through the fixed-order kernels (mnist_dvc/portable/ops.py),
-the layers that only move or select numbers (pooling, dropout, flatten) as Keras does. The
+their bias and relu fused in; the layers that only move or select numbers (pooling, dropout,
+flatten) as Keras does, max pooling in a faster kernel of the same result. The
 weights stay the wrapped model's own, so what is saved (model.json + model.h5) is the
 notebook's standard layers, which any Keras loads. The last layer's softmax is left out of
 `call`: the loss takes the logits (its gradient then needs no reciprocal), and `predict`
@@ -26,12 +27,14 @@ class PortableError(StageError):
     """The model has a layer or a setting the portable operations do not compute."""
 
 
-def _activation(layer: keras.layers.Layer, x: tf.Tensor, last: bool) -> tf.Tensor:
+def _relu(layer: keras.layers.Layer, last: bool) -> bool:
+    """Whether the layer's activation is relu (computed with its sum); False for a linear layer
+    and for the last layer's softmax (see the top); PortableError for anything else."""
     name = keras.activations.serialize(layer.activation)
-    if last and name == "softmax":  # left to the loss and to `predict`: see the top
-        return x
+    if last and name == "softmax":
+        return False
     if not last and name in ("linear", "relu"):
-        return tf.nn.relu(x) if name == "relu" else x
+        return name == "relu"
     raise PortableError(
         f"numerics: portable computes relu or linear layers and a final softmax; layer "
         f"{layer.name} uses {name} (set numerics: native)"
@@ -51,27 +54,36 @@ def _check_conv2d(layer: keras.layers.Conv2D) -> None:
         )
 
 
-def _conv2d(layer: keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
-    channels_first = layer.data_format == "channels_first"
-    if channels_first:  # the kernels take NHWC: move the channels last and back (exact)
-        x = tf.transpose(x, (0, 2, 3, 1))
-    y = ops.conv2d(x, layer.kernel)
-    if layer.use_bias:
-        y = ops.add_bias(y, layer.bias)
-    return tf.transpose(y, (0, 3, 1, 2)) if channels_first else y
+def _channels_last(layer: keras.layers.Layer, x: tf.Tensor, compute: Callable) -> tf.Tensor:
+    """compute(x) on NHWC images, the kernels' layout: channels moved last and back (exact)."""
+    if getattr(layer, "data_format", None) != "channels_first":
+        return compute(x)
+    return tf.transpose(compute(tf.transpose(x, (0, 2, 3, 1))), (0, 3, 1, 2))
 
 
-def _dense(layer: keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
-    y = ops.matmul(x, layer.kernel)
-    return ops.add_bias(y, layer.bias) if layer.use_bias else y
+def _conv2d(layer: keras.layers.Conv2D, x: tf.Tensor, relu: bool) -> tf.Tensor:
+    bias = layer.bias if layer.use_bias else None
+    return _channels_last(layer, x, lambda t: ops.conv2d(t, layer.kernel, bias, relu))
 
 
-# The layers that compute: each with its portable contraction, then its activation.
-COMPUTING: dict[type, Callable[[keras.layers.Layer, tf.Tensor], tf.Tensor]] = {
+def _dense(layer: keras.layers.Dense, x: tf.Tensor, relu: bool) -> tf.Tensor:
+    return ops.matmul(x, layer.kernel, layer.bias if layer.use_bias else None, relu)
+
+
+def _max_pooling2d(layer: keras.layers.MaxPooling2D, x: tf.Tensor, training: bool) -> tf.Tensor:
+    (size, width), (stride, across) = layer.pool_size, layer.strides
+    if size != width or stride != across or layer.padding != "valid":
+        return layer(x, training=training)  # exact in TensorFlow too, only slower
+    return _channels_last(layer, x, lambda t: ops.max_pool(t, size, stride))
+
+
+# The layers that compute sums: each with its portable contraction, bias and relu fused.
+COMPUTING: dict[type, Callable[[keras.layers.Layer, tf.Tensor, bool], tf.Tensor]] = {
     keras.layers.Conv2D: _conv2d,
     keras.layers.Dense: _dense,
 }
-# The layers that only move or select numbers, or multiply by a seeded mask: run as they are.
+# The layers that only move or select numbers, or multiply by a seeded mask: run as Keras runs
+# them, but for max pooling's faster kernel.
 EXACT = (keras.layers.MaxPooling2D, keras.layers.Dropout, keras.layers.Flatten)
 
 
@@ -96,16 +108,18 @@ def check(model: keras.Sequential) -> None:
                     f"numerics: portable computes dense layers on flat inputs; layer "
                     f"{layer.name} takes {len(layer.input.shape) - 1} axes (set numerics: native)"
                 )
-            _activation(layer, tf.zeros(()), last)
+            _relu(layer, last)
 
 
 def apply_layer(layer: keras.layers.Layer, x: tf.Tensor, training: bool, last: bool) -> tf.Tensor:
     """One layer of a model `check` accepted, computed portably (the last one's softmax left
     out: see the top)."""
     compute = COMPUTING.get(type(layer))
-    if compute is None:
-        return layer(x, training=training)
-    return _activation(layer, compute(layer, x), last)
+    if compute is not None:
+        return compute(layer, x, _relu(layer, last))
+    if isinstance(layer, keras.layers.MaxPooling2D):
+        return _max_pooling2d(layer, x, training)
+    return layer(x, training=training)
 
 
 class PortableModel(keras.Model):

@@ -2,7 +2,9 @@
 every CPU and at any thread count.
 
 Contractions (dense layers, convolutions and their gradients, bias gradients) run in the
-compiled kernels (kernels.cc), whose sums have one order fixed by the source. Everything else
+compiled kernels (kernels.cc), whose sums have one order fixed by the source; the bias and the
+relu that follow a layer's sum are applied there too, as TensorFlow rounds them, and max pooling
+is there for speed (TensorFlow's MaxPoolGrad searches every window again). Everything else
 is either exactly rounded element by element (add, multiply, divide, sqrt, max, select...) or a
 short sum along the last axis (the ten classes), which TensorFlow computes in one thread with
 one code path. What TensorFlow would otherwise compute with a CPU-specific approximate
@@ -20,28 +22,27 @@ from mnist_dvc.portable.build import load
 _kernels = load()
 
 
-def matmul(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """a @ b for matrices, in the kernels' fixed order."""
-    return _kernels.portable_mat_mul(a, b)
+NO_BIAS = tf.zeros((0,))  # the kernels' bias input when there is none
 
 
-def conv2d(images: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """A stride-1 "valid" convolution, images NHWC and kernel HWIO, as tf.nn.conv2d."""
-    return _kernels.portable_conv2d(images, kernel)
+def matmul(
+    a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor | None = None, relu: bool = False
+) -> tf.Tensor:
+    """a @ b for matrices, in the kernels' fixed order; then + bias and relu where given."""
+    return _kernels.portable_mat_mul(a, b, NO_BIAS if bias is None else bias, relu=relu)
 
 
-def add_bias(x: tf.Tensor, bias: tf.Variable | tf.Tensor) -> tf.Tensor:
-    """x + bias along the last axis; the bias's gradient summed in the kernels' order
-    (TensorFlow's BiasAddGrad splits its sum by the thread count)."""
-    return _add_bias(x, tf.convert_to_tensor(bias))  # a value: the tape sees the variable read
+def conv2d(
+    images: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None = None, relu: bool = False
+) -> tf.Tensor:
+    """A stride-1 "valid" convolution, images NHWC and kernel HWIO, as tf.nn.conv2d; then + bias
+    and relu where given."""
+    return _kernels.portable_conv2d(images, kernel, NO_BIAS if bias is None else bias, relu=relu)
 
 
-@tf.custom_gradient
-def _add_bias(x: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-    def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return upstream, _kernels.portable_column_sum(upstream)
-
-    return x + bias, gradient
+def max_pool(images: tf.Tensor, size: int, stride: int) -> tf.Tensor:
+    """Square "valid" max pooling of NHWC images, with TensorFlow's choice among ties."""
+    return _kernels.portable_max_pool(images, size=size, stride=stride)[0]
 
 
 def softmax(logits: tf.Tensor) -> tf.Tensor:
@@ -71,21 +72,42 @@ def crossentropy(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return loss(logits)
 
 
+def _before_activation(op: tf.Operation, upstream: tf.Tensor) -> tf.Tensor:
+    """The gradient before the op's relu, if it has one: TensorFlow's own ReluGrad (a select)."""
+    if op.get_attr("relu"):
+        return tf.raw_ops.ReluGrad(gradients=upstream, features=op.outputs[0])
+    return upstream
+
+
+def _bias_gradient(bias: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor | None:
+    # Summed in the kernels' order: TensorFlow's BiasAddGrad splits its sum by the thread count.
+    return None if bias.shape[0] == 0 else _kernels.portable_column_sum(upstream)
+
+
 @tf.RegisterGradient("PortableMatMul")
-def _matmul_gradient(op: tf.Operation, upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    a, b = op.inputs  # the product a @ b was computed without transposes (`matmul`)
+def _matmul_gradient(op: tf.Operation, upstream: tf.Tensor) -> tuple:
+    a, b, bias = op.inputs  # the product a @ b was computed without transposes (`matmul`)
+    upstream = _before_activation(op, upstream)
     return (
-        _kernels.portable_mat_mul(upstream, b, transpose_b=True),
-        _kernels.portable_mat_mul(a, upstream, transpose_a=True),
+        _kernels.portable_mat_mul(upstream, b, NO_BIAS, transpose_b=True),
+        _kernels.portable_mat_mul(a, upstream, NO_BIAS, transpose_a=True),
+        _bias_gradient(bias, upstream),
     )
 
 
 @tf.RegisterGradient("PortableConv2D")
-def _conv2d_gradient(op: tf.Operation, upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _conv2d_gradient(op: tf.Operation, upstream: tf.Tensor) -> tuple:
     # Inside a tf.function (Keras's train step) a gradient nobody reads, such as the first
     # layer's input gradient, is pruned before it runs.
-    images, kernel = op.inputs
+    images, kernel, bias = op.inputs
+    upstream = _before_activation(op, upstream)
     return (
         _kernels.portable_conv2d_backprop_input(tf.shape(images), kernel, upstream),
         _kernels.portable_conv2d_backprop_filter(images, tf.shape(kernel), upstream),
+        _bias_gradient(bias, upstream),
     )
+
+
+@tf.RegisterGradient("PortableMaxPool")
+def _max_pool_gradient(op: tf.Operation, upstream: tf.Tensor, _argmax_grad: object) -> tf.Tensor:
+    return _kernels.portable_max_pool_grad(upstream, op.outputs[1], tf.shape(op.inputs[0]))
