@@ -24,6 +24,7 @@ from types import ModuleType
 
 from mnist_dvc.commands import run
 from mnist_dvc.errors import StageError
+from mnist_dvc.numerics import cpu
 
 SOURCE = Path(__file__).with_name("kernels.cc")
 FLAGS = ("-shared", "-fPIC", "-O2", "-ffp-contract=off", "-w")
@@ -43,6 +44,13 @@ def cache_dir() -> Path:
 def load() -> ModuleType:
     """The compiled ops as a Python module (tf.load_op_library), built first where needed."""
     import tensorflow as tf
+
+    found = cpu()
+    if not {"avx2", "fma"} <= set(found["flags"]):
+        raise KernelBuildError(
+            f"numerics: portable computes with AVX2 and FMA instructions, and this CPU "
+            f"({found['model']}, {found['machine']}) lacks them: set numerics: native"
+        )
 
     compiler = os.environ.get("CXX") or "g++"
     command = [compiler, *FLAGS, *tf.sysconfig.get_compile_flags()]
