@@ -10,13 +10,16 @@ import json
 import re
 from dataclasses import dataclass
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+
 from mnist_dvc.errors import ToolError
 
 NAME_PREFIX = "sweep-"
 # dvc exp names become git refs: keep them short, lowercase hex after the prefix.
 NAME_DIGITS = 10
 _KEY = re.compile(r"^(?:[^:=\s]+:)?[A-Za-z_][\w.\-\[\]]*$")  # [file:]dotted.key
-_OPENERS = {"[": "]", "{": "}", "(": ")"}
+_PARSER = OverridesParser.create()
 
 
 class GridError(ToolError):
@@ -31,42 +34,30 @@ class Experiment:
 
 
 def parse_option(option: str) -> tuple[str, list[str]]:
-    """`train.seed=1,2` -> ("train.seed", ["1", "2"]). Commas inside brackets or quotes belong
-    to one value (`train.x=[1,2]` is one list), as in dvc's own -S."""
-    key, sep, values = option.partition("=")
+    """`train.seed=1,2` -> ("train.seed", ["1", "2"]), read by Hydra's override parser, the one
+    `dvc exp run -S` uses: commas inside brackets or quotes belong to one value
+    (`train.x=[1,2]` is one list), and each value comes back as DVC would read it again."""
+    key, sep, _ = option.partition("=")
     key = key.strip()
     example = "as in -S train.epochs=6,12"
     if not sep or not key:
         raise GridError(f"-S {option!r}: expected KEY=VALUE[,VALUE...], {example}")
     if not _KEY.match(key):
         raise GridError(f"-S {option!r}: {key!r} is not a params key, {example}")
-    split = split_values(values)
-    if any(not value.strip() for value in split):
+    # `params.yaml:train.seed=1`: the file is DVC's, the rest Hydra's.
+    prefix, colon, dotted = key.rpartition(":")
+    try:
+        parsed = _PARSER.parse_override(f"{dotted}={option.partition('=')[2]}")
+    except HydraException as error:
+        reason = str(error).strip().splitlines()[0]
+        raise GridError(f"-S {option!r}: {reason}, {example}") from None
+    if parsed.is_sweep_override():
+        values = list(parsed.sweep_string_iterator())
+    else:
+        values = [parsed.get_value_element_as_str()]
+    if any(not value.strip() for value in values):
         raise GridError(f"-S {option!r}: an empty value; give each value, {example}")
-    return key, [value.strip() for value in split]
-
-
-def split_values(text: str) -> list[str]:
-    """Split on the commas that are outside brackets and quotes."""
-    values, current, closing, quote = [], [], [], ""
-    for char in text:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in _OPENERS:
-            closing.append(_OPENERS[char])
-        elif closing and char == closing[-1]:
-            closing.pop()
-        elif char == "," and not closing:
-            values.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    if quote or closing:
-        raise GridError(f"-S value {text!r}: an unclosed {quote or closing[-1]!r}")
-    values.append("".join(current))
-    return values
+    return f"{prefix}{colon}{parsed.key_or_group}", values
 
 
 def expand(options: list[str], commit: str, targets: tuple[str, ...]) -> list[Experiment]:
