@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from platformdirs import user_cache_path
+
 PARAMS = Path("params.yaml")
 SOURCES = Path("sources.yaml")
 RELEASE = Path("release.yaml")
@@ -22,3 +24,9 @@ PREDICTIONS = Path("reports/predictions.csv")
 PER_DIGIT = Path("reports/per_digit.json")
 REPORT = Path("reports/model.md")
 REPORT_CONFUSION = Path("reports/confusion.png")
+
+
+def user_cache(*parts: str) -> Path:
+    """A folder of this project's cache for the user: ~/.cache/mnist-dvc/... on Linux (under
+    $XDG_CACHE_HOME where set), as platformdirs places caches."""
+    return user_cache_path("mnist-dvc").joinpath(*parts)

@@ -16,7 +16,7 @@ from mnist_dvc import mnist
 from mnist_dvc.atomic import atomic_output
 from mnist_dvc.errors import StageError
 from mnist_dvc.params import load_sources
-from mnist_dvc.paths import RAW_DIR
+from mnist_dvc.paths import RAW_DIR, user_cache
 from mnist_dvc.redact import redact
 from mnist_dvc.sources import SourceError, obtain
 from mnist_dvc.stage import run_stage
@@ -29,8 +29,7 @@ class FetchError(StageError):
 def default_cache_dir() -> Path:
     if "MNIST_CACHE_DIR" in os.environ:
         return Path(os.environ["MNIST_CACHE_DIR"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg) / "mnist-dvc"
+    return user_cache()
 
 
 def fetch(sources: list[str], out_dir: Path, cache_dir: Path, *, timeout_s: float) -> str:

@@ -25,6 +25,7 @@ from types import ModuleType
 from mnist_dvc.commands import run
 from mnist_dvc.errors import StageError
 from mnist_dvc.numerics import cpu
+from mnist_dvc.paths import user_cache
 
 SOURCE = Path(__file__).with_name("kernels.cc")
 FLAGS = ("-shared", "-fPIC", "-O2", "-ffp-contract=off", "-w")
@@ -37,8 +38,7 @@ class KernelBuildError(StageError):
 
 def cache_dir() -> Path:
     """Where built libraries are kept."""
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg) / "mnist-dvc" / "kernels"
+    return user_cache("kernels")
 
 
 def load() -> ModuleType:

@@ -31,7 +31,7 @@ from mnist_dvc.atomic import atomic_output
 from mnist_dvc.commands import is_url
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import MAX_RECORD_BYTES
-from mnist_dvc.paths import METRICS, MODEL_JSON
+from mnist_dvc.paths import METRICS, MODEL_JSON, user_cache
 from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import Refused
 from mnist_dvc.registry.lookup import Registered, find
@@ -63,8 +63,7 @@ class Fetched:
 
 
 def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mnist-dvc" / "registry"
+    return user_cache("registry")
 
 
 def repo_location(repo: str) -> str:
