@@ -1,6 +1,6 @@
 """release.yaml: which release of mnist-cnn a commit is, so that its model card can say so.
 
-`make release` (mnist_dvc/release.py) writes it in a release commit of its own, then tags that
+`make release` (mnist_dvc/registry/) writes it in a release commit of its own, then tags that
 commit: a version tag names a commit, and a commit cannot contain its own tag, so the version
 goes in first (as `npm version` does with package.json). The md5s tie the release to the
 model's files: a later commit with a retrained model keeps the file but is no longer that
