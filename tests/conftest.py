@@ -33,10 +33,9 @@ SHARED_SCOPES = {  # the registry's two files: one registry (tests/registry/test
 }
 
 
-# The longest test files first (CI in a fresh clone, 2026-12-03, seconds in one process:
-# sweep 299, the registry's two 226, compare 225, interruptions 204, verify 162, ...), so that
-# the two processes end together. xdist's own order (most tests first) left the long files
-# with few tests to the end, where one process ran them alone.
+# The longest test files first, in the order measured per file (docs/testing.md), so that the
+# two processes end together: xdist's own order (most tests first) left the long files with few
+# tests to the end, where one process ran them alone.
 LONGEST_FIRST = (
     "tests/sweep/test_sweep.py",
     "tests/registry",
