@@ -163,15 +163,15 @@ def test_bad_inputs_are_named_and_the_rest_classified(weak_model_dir, digits, tm
     assert len(run.stdout.strip().splitlines()) == 1  # only the good image gets a digit
     assert run.stdout.startswith(f"{good}: ")
     errors = run.stderr.strip().splitlines()[-5:]
-    assert errors[0] == f"predict: error: {missing}: no such file"
-    assert errors[1].startswith(f"predict: error: {not_an_image}: not a readable image")
+    assert errors[0] == f"mnist-predict: error: {missing}: no such file"
+    assert errors[1].startswith(f"mnist-predict: error: {not_an_image}: not a readable image")
     assert errors[2] == (
-        f"predict: error: {wrong_shape}: shape (3, 32, 32), expected "
+        f"mnist-predict: error: {wrong_shape}: shape (3, 32, 32), expected "
         "(N, 28, 28), (28, 28), (N, 28, 28, 1) or (N, 1, 28, 28)"
     )
-    assert errors[3].startswith(f"predict: error: {blank}: no ink: a blank or uniform image")
+    assert errors[3].startswith(f"mnist-predict: error: {blank}: no ink: a blank or uniform image")
     assert errors[4] == (
-        f"predict: error: {dot}: 1x1 pixels, too small to hold a digit (at least 8x8)"
+        f"mnist-predict: error: {dot}: 1x1 pixels, too small to hold a digit (at least 8x8)"
     )
 
 
@@ -182,10 +182,10 @@ def test_missing_model_is_one_line_and_a_json_document(tmp_path, digits):
     run = predict_cli(tmp_path / "nowhere", good)
     assert run.returncode == 1
     line = run.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"predict: error: {tmp_path / 'nowhere' / 'model.json'}: ")
+    assert line.startswith(f"mnist-predict: error: {tmp_path / 'nowhere' / 'model.json'}: ")
     assert json.loads(run.stdout) == {
         "predictions": [],
-        "errors": [line.removeprefix("predict: error: ")],
+        "errors": [line.removeprefix("mnist-predict: error: ")],
     }
 
 
@@ -243,8 +243,8 @@ def test_the_reports_bad_inputs_each_get_one_line_and_json_keeps_the_rest(
         f"{mixed}[1]: holds NaN or infinity",
         f"{mixed}[2]: values from 0.0 to 255.0, expected floats 0-1",
     ]
-    errors = [line for line in run.stderr.splitlines() if line.startswith("predict: error: ")]
-    assert errors == [f"predict: error: {error}" for error in document["errors"]]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("mnist-predict: error: ")]
+    assert errors == [f"mnist-predict: error: {error}" for error in document["errors"]]
 
 
 @pytest.mark.slow  # trains a model through the train stage
@@ -466,8 +466,8 @@ def test_a_model_whose_outputs_are_not_probabilities_is_one_line(tmp_path, digit
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
-        f"predict: error: {tmp_path / 'model.json'}: its last layer (Dense) does not end in a "
-        "softmax: its outputs are not digit probabilities\n"
+        f"mnist-predict: error: {tmp_path / 'model.json'}: its last layer (Dense) does not end "
+        "in a softmax: its outputs are not digit probabilities\n"
     )
 
 
@@ -484,7 +484,7 @@ def test_a_model_or_an_input_that_is_not_a_regular_file_is_refused_at_once(
     Image.fromarray(digits[0]).save(good)
     assert main(["--model-dir", str(models), str(good)]) == 1
     assert capsys.readouterr().err == (
-        f"predict: error: {models / 'model.h5'}: not a regular file (a character device)\n"
+        f"mnist-predict: error: {models / 'model.h5'}: not a regular file (a character device)\n"
     )
     pipe = tmp_path / "pipe.png"
     os.mkfifo(pipe)

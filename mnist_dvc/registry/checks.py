@@ -53,8 +53,12 @@ def check_version(version: str) -> None:
 
 def check_stage(stage: str) -> None:
     if stage not in STAGES:
-        shown = stage if len(stage) <= MAX_VERSION else f"{stage[:MAX_VERSION]}..."
-        raise Refused(f"a stage is one of {', '.join(STAGES)}, got {shown!r}")
+        raise Refused(f"a stage is one of {', '.join(STAGES)}, got {shown(stage)}")
+
+
+def shown(value: str) -> str:
+    """A value as a refusal quotes it: at most MAX_VERSION characters of it."""
+    return repr(value if len(value) <= MAX_VERSION else f"{value[:MAX_VERSION]}...")
 
 
 def check_git_clean(root: Path) -> None:

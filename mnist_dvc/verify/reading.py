@@ -45,6 +45,8 @@ MAX_SETTINGS = 10_000  # dotted keys of params.yaml: YAML aliases could multiply
 class VerifyError(ToolError):
     """The comparison cannot be made; the message is one line that says why."""
 
+    exit_status = 2  # 1 is a verdict: different
+
 
 @dataclass(frozen=True)
 class Results:
