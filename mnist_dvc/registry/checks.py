@@ -11,9 +11,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import yaml
-
-from mnist_dvc import commands, dvc_lock
+from mnist_dvc import commands, documents, dvc_lock
 from mnist_dvc.errors import ToolError
 from mnist_dvc.files import read_text_limited
 from mnist_dvc.redact import redact
@@ -75,9 +73,9 @@ def check_git_clean(root: Path) -> None:
 def artifact_path(root: Path) -> str:
     """The artifact's path from dvc.yaml, as `dvc artifacts get` will read it at the tag."""
     try:
-        declared = yaml.safe_load(read_text_limited(root / "dvc.yaml")).get("artifacts") or {}
+        declared = documents.load_yaml(read_text_limited(root / "dvc.yaml")).get("artifacts") or {}
         return str(declared[ARTIFACT]["path"]).rstrip("/")
-    except (OSError, ValueError, yaml.YAMLError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):  # ValueError: not YAML
         raise Refused(
             f"dvc.yaml declares no artifact {ARTIFACT} with a path: add it under `artifacts:`"
         ) from None
