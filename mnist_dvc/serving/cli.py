@@ -15,6 +15,9 @@ GET /model                     which model: the engine, md5s of the files, dvc.l
 GET /healthz                   {"status": "ok"} once the model is loaded
 GET /openapi.json              the API's description (/docs is off: Swagger UI needs a CDN)
 
+Only requests whose Host header names this server are answered (--allowed-host; a page on
+another site cannot read /model or call /predict through DNS rebinding: serving/hosts.py).
+
 The model is loaded once, safely: a model.json with a Lambda layer or a foreign class, an ONNX
 file exported from another model, or a model that gives no finite probabilities is refused in
 one line and the server does not start. So is every bad option.
@@ -39,6 +42,7 @@ from mnist_dvc.serving.app import MAX_BATCH, create_app
 from mnist_dvc.serving.card import model_card, stale_onnx
 from mnist_dvc.serving.engines import ENGINES, load_engine
 from mnist_dvc.serving.fetched import default_cache, fetch
+from mnist_dvc.serving.hosts import default_hosts
 from mnist_dvc.serving.protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, with_limits
 from mnist_dvc.tool import ToolParser, run_tool, whole_number
 
@@ -99,6 +103,14 @@ def parser() -> argparse.ArgumentParser:
         help="onnx: models/model.onnx in ONNX Runtime (default); keras: model.json + model.h5",
     )
     parse.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parse.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a name the server is reached by, as the Host header says it (repeat it; '*' for "
+        "any). Default: localhost, 127.0.0.1 and ::1, and --host unless it is 0.0.0.0 or ::, "
+        "which allow any. Other names are answered 400: a DNS-rebinding page cannot use it",
+    )
     parse.add_argument("--port", type=whole_number(1, 65535), default=8000)
     parse.add_argument(
         "--model-dir",
@@ -211,7 +223,9 @@ def serve(argv: list[str] | None) -> int:
 
     import uvicorn
 
-    app = create_app(predictor, card, batching=not args.no_batching, max_batch=args.max_batch)
+    allowed = tuple(args.allowed_host or default_hosts(args.host))
+    app = create_app(predictor, card, batching=not args.no_batching, max_batch=args.max_batch,
+                     allowed_hosts=allowed)  # fmt: skip
     accuracy = card["metrics"]["accuracy"]
     files = ", ".join(f"{Path(f['path']).name} md5 {f['md5'][:8]}" for f in card["files"])
     print(
