@@ -103,15 +103,16 @@ def compose_yaml(text: str | bytes) -> yaml.Node | None:
     """The YAML document's node graph (None for an empty one), once it is known to nest at most
     MAX_DEPTH levels deep and to hold at most MAX_NODES nodes with its aliases expanded;
     DocumentError otherwise, or if it is not YAML."""
-    loader = _BoundedLoader(text)
     try:
-        node = loader.get_single_node()
+        loader = _BoundedLoader(text)  # its reader refuses NUL bytes and other controls here
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as error:
         raise DocumentError(yaml_reason(error)) from None
     except (ValueError, TypeError) as error:  # DocumentError, or a reader's decoding error
         raise DocumentError(str(error).splitlines()[0]) from None
-    finally:
-        loader.dispose()
     if node is not None:
         measure(node)
     return node
@@ -141,9 +142,10 @@ def yaml_reason(error: BaseException) -> str:
     """What is wrong with a YAML text, in one line: "not valid YAML: <problem> (line N)"."""
     if isinstance(error, yaml.MarkedYAMLError) and error.problem:
         line = f" (line {error.problem_mark.line + 1})" if error.problem_mark else ""
-        return f"not valid YAML: {error.problem[:MAX_QUOTED]}{line}"
+        said = f"{error.context}, {error.problem}" if error.context else error.problem
+        return f"not valid YAML: {said[: 2 * MAX_QUOTED]}{line}"
     first = (str(error).splitlines() or [type(error).__name__])[0]
-    return f"not valid YAML: {first[:MAX_QUOTED]}"
+    return f"not valid YAML: {first[: 2 * MAX_QUOTED]}"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
