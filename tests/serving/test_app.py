@@ -4,6 +4,7 @@ predictions for instances and uploads."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -101,6 +102,27 @@ def test_model_card_says_when_the_files_are_not_dvc_locks(model_dir, tmp_path):
     assert "differ" in card["dvc_lock"]["note"]
     (tmp_path / "dvc.lock").write_text("stages: [unclosed")
     assert "unreadable" in model_card(tmp_path / "models", "keras")["dvc_lock"]["note"]
+
+
+def test_records_of_the_wrong_shape_are_said_not_fatal(model_dir, tmp_path):
+    """A provenance.json or metrics.json that is not the pipeline's (another type, nested
+    deeper than any record) was a traceback at start-up: now /model says so, in one line."""
+    shutil.copytree(model_dir, tmp_path / "models")
+    lock = yaml.safe_load((model_dir.parent / "dvc.lock").read_text())
+    for provenance, metrics, said in [
+        ('{"cpu": "x86"}', '{"accuracy": "high", "loss": 1}', "no accuracy (a number)"),
+        ("[" * 50_000 + "]" * 50_000, "[" * 50_000 + "]" * 50_000, "nested more than 32 levels"),
+    ]:
+        (tmp_path / "models" / "provenance.json").write_text(provenance)
+        (tmp_path / "metrics.json").write_text(metrics)
+        lock["stages"]["evaluate"]["outs"][0]["md5"] = md5(tmp_path / "metrics.json")
+        (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+        card = model_card(tmp_path / "models", "keras")
+        assert card["metrics"]["accuracy"] is None
+        assert card["metrics"]["note"].startswith(f"metrics.json: {said}"), card["metrics"]
+        assert card["provenance"]["made"] is None
+        assert card["provenance"]["note"].startswith("models/provenance.json: ")
+        assert str(tmp_path) not in json.dumps(card)
 
 
 def test_the_accuracy_shown_is_the_served_models_own(model_dir, tmp_path):
