@@ -72,6 +72,11 @@ def _redacted(text: str) -> str:
 _QUOTER = _Quoter()
 
 
+def shorten(text: str) -> str:
+    """A name (a key, a path) as a message shows it: at most MAX_QUOTED characters of it."""
+    return text if len(text) <= MAX_QUOTED else f"{text[: MAX_QUOTED - 3]}..."
+
+
 def quote(value: object) -> str:
     """`value` as a message shows it: its repr, at most about MAX_QUOTED characters of it."""
     shown = _QUOTER.repr(value)

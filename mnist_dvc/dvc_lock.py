@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dvc import documents
+from mnist_dvc.documents import shorten
 from mnist_dvc.errors import ProjectError, describe
 from mnist_dvc.files import read_text_limited
 
@@ -85,28 +86,36 @@ def outs_under(stages: dict[str, Stage], folder: str) -> dict[str, str]:
     return {p: md5 for p, md5 in all_outs(stages).items() if p == folder or p.startswith(prefix)}
 
 
+def _is_path(value: object) -> bool:
+    """A path a file system can be asked about: text without a NUL character (YAML can write
+    one as "\\0"; os.stat would raise ValueError on it)."""
+    return isinstance(value, str) and "\0" not in value
+
+
 def _md5s(entry: object, kind: str) -> dict[str, str]:
     items = entry.get(kind) if isinstance(entry, dict) else None
     return {
         str(item["path"]): str(item["md5"])
         for item in items or []
-        if isinstance(item, dict) and isinstance(item.get("path"), str) and item.get("md5")
+        if isinstance(item, dict) and _is_path(item.get("path")) and item.get("md5")
     }
 
 
 def _strict_md5s(entry: dict, kind: str, stage: object, where: str) -> dict[str, str]:
     items = entry.get(kind) or []
     if not isinstance(items, list) or not all(
-        isinstance(item, dict) and isinstance(item.get("path"), str) for item in items
+        isinstance(item, dict) and _is_path(item.get("path")) for item in items
     ):
-        raise LockError(f"{where}: stage {stage}: {kind} is not a list of paths")
+        raise LockError(f"{where}: stage {shorten(str(stage))}: {kind} is not a list of paths")
     return {item["path"]: str(item.get("md5", "")) for item in items}
 
 
 def _strict_params(entry: dict, stage: object, where: str) -> dict[str, dict[str, Any]]:
     params = entry.get("params") or {}
     if not isinstance(params, dict) or not all(
-        isinstance(name, str) and isinstance(values, dict) for name, values in params.items()
+        _is_path(name) and isinstance(values, dict) for name, values in params.items()
     ):
-        raise LockError(f"{where}: stage {stage}: params is not a mapping of files to values")
+        raise LockError(
+            f"{where}: stage {shorten(str(stage))}: params is not a mapping of files to values"
+        )
     return params

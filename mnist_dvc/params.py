@@ -25,7 +25,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from mnist_dvc import documents, mnist, sizing
-from mnist_dvc.documents import quote
+from mnist_dvc.documents import quote, shorten
 from mnist_dvc.errors import StageError
 from mnist_dvc.files import read_text_limited
 from mnist_dvc.numerics import Numerics, Precision
@@ -264,15 +264,15 @@ def _misread_scalars(node: yaml.Node | None, key: str = "") -> Iterator[str]:
     node graph has been measured: documents.compose_yaml bounds its size and depth)."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value in node.value:
-            yield from _misread_scalars(value, f"{key}{_short(str(key_node.value))}.")
+            yield from _misread_scalars(value, f"{key}{shorten(str(key_node.value))}.")
     elif isinstance(node, yaml.SequenceNode):
         for index, value in enumerate(node.value):
             yield from _misread_scalars(value, f"{key}{index}.")
     elif isinstance(node, yaml.ScalarNode) and node.style is None:
-        text, kind, where = node.value, node.tag.rpartition(":")[2], _short(key.rstrip("."))
+        text, kind, where = node.value, node.tag.rpartition(":")[2], shorten(key.rstrip("."))
         if len(text) > documents.MAX_QUOTED and kind in ("bool", "int", "float"):
             # Not shown whole, nor converted: a hex number of a million digits has no decimal form.
-            yield f"{where}: {_short(text)}: a number of {len(text):,} characters"
+            yield f"{where}: {shorten(text)}: a number of {len(text):,} characters"
         elif kind == "bool" and text.lower() not in ("true", "false"):
             meaning = str(yaml.safe_load(text)).lower()
             yield (
@@ -291,12 +291,6 @@ def _misread_scalars(node: yaml.Node | None, key: str = "") -> Iterator[str]:
             )
 
 
-def _short(text: str) -> str:
-    """A key or value as a refusal shows it: at most documents.MAX_QUOTED characters."""
-    limit = documents.MAX_QUOTED
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
 def _with_dot(text: str) -> str:
     mantissa, _, exponent = text.lower().partition("e")
     if "." not in mantissa:
@@ -309,7 +303,7 @@ def _with_dot(text: str) -> str:
 def _describe(error: ValidationError) -> str:
     """The first problem pydantic found, as `dotted.key: what is wrong (got X)`."""
     first = error.errors(include_url=False)[0]
-    key = _short(".".join(str(part) for part in first["loc"]) or "(top level)")
+    key = shorten(".".join(str(part) for part in first["loc"]) or "(top level)")
     kind = first["type"]
     if kind == "missing":
         return f"{key}: missing (every setting must be given; see the committed file)"

@@ -21,7 +21,7 @@ from typing import Any
 
 from mnist_dvc import commands, documents, dvc_lock, records
 from mnist_dvc.digests import file_digest
-from mnist_dvc.documents import quote
+from mnist_dvc.documents import quote, shorten
 from mnist_dvc.errors import ToolError, describe
 from mnist_dvc.files import MAX_RECORD_BYTES, read_limited, too_large
 from mnist_dvc.paths import METRICS, MODEL_WEIGHTS, PARAMS, PREDICTIONS, PROVENANCE
@@ -238,7 +238,8 @@ def _check_up_to_date(repo: Path, files: dict[Path, bytes | None]) -> None:
         for path, md5 in entry.deps.items():
             if path in recorded and md5 != recorded[path]:
                 raise VerifyError(
-                    f"dvc.lock's stage {stage} ran on another {path}: run `dvc repro`"
+                    f"dvc.lock's stage {shorten(stage)} ran on another {shorten(path)}: run "
+                    "`dvc repro`"
                 )
 
 
@@ -249,7 +250,7 @@ def _md5(repo: Path, path: Path | str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        raise VerifyError(f"{path}: {describe(error)}") from error
+        raise VerifyError(f"{shorten(str(path))}: {describe(error)}") from error
 
 
 def _check_params(repo: Path, stages: dict[str, dvc_lock.Stage]) -> None:
@@ -260,13 +261,17 @@ def _check_params(repo: Path, stages: dict[str, dvc_lock.Stage]) -> None:
         for name, values in entry.params.items():
             if name not in trees:
                 trees[name] = _read_params_file(repo, name)
-            for key, then in flatten(values).items():
+            try:
+                recorded = flatten(values)
+            except ValueError as error:  # more keys than any params file has
+                raise VerifyError(f"dvc.lock: stage {shorten(stage)}: params: {error}") from None
+            for key, then in recorded.items():
                 now = _lookup(trees[name], key)
                 if now is _ABSENT or now != then:
                     shown = "is not set" if now is _ABSENT else f"is {quote(now)}"
                     raise VerifyError(
-                        f"{name}'s {key} {shown}, but dvc.lock's stage {stage} ran with "
-                        f"{quote(then)}: run `dvc repro`"
+                        f"{shorten(name)}'s {shorten(key)} {shown}, but dvc.lock's stage "
+                        f"{shorten(stage)} ran with {quote(then)}: run `dvc repro`"
                     )
 
 
@@ -282,17 +287,22 @@ def _lookup(tree: Any, dotted: str) -> Any:
     return tree
 
 
+def _inside(path: str) -> bool:
+    """Whether a path dvc.lock names is inside the repository (neither absolute nor ..)."""
+    return not Path(path).is_absolute() and ".." not in Path(path).parts
+
+
 def _read_params_file(repo: Path, name: str) -> dict[str, Any]:
-    if Path(name).is_absolute() or ".." in Path(name).parts:
+    if not _inside(name):
         raise VerifyError(f"dvc.lock: params file {quote(name)} is outside the repository")
     try:
         return _params_tree(read_limited(repo / name, MAX_RECORD_BYTES))
     except FileNotFoundError:
         return {}
     except OSError as error:
-        raise VerifyError(f"{name}: {describe(error)}") from error
+        raise VerifyError(f"{shorten(name)}: {describe(error)}") from error
     except ValueError as error:
-        raise VerifyError(f"{name}: {error}") from error
+        raise VerifyError(f"{shorten(name)}: {error}") from error
 
 
 def _check_code(repo: Path, stages: dict[str, dvc_lock.Stage], outs: dict[str, str]) -> None:
@@ -301,12 +311,13 @@ def _check_code(repo: Path, stages: dict[str, dvc_lock.Stage], outs: dict[str, s
     are left to the checks of the outputs."""
     for stage, entry in stages.items():
         for path, md5 in entry.deps.items():
-            if md5.endswith(".dir") or path in outs or ".." in Path(path).parts:
+            if md5.endswith(".dir") or path in outs or not _inside(path):
                 continue
             now = _md5(repo, path)
             if now is not None and now != md5:
                 raise VerifyError(
-                    f"{path} changed since dvc.lock's stage {stage} ran: run `dvc repro`"
+                    f"{shorten(path)} changed since dvc.lock's stage {shorten(stage)} ran: run "
+                    "`dvc repro`"
                 )
 
 
