@@ -104,12 +104,49 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def compose_yaml(text: str | bytes) -> yaml.Node | None:
-    """The YAML document's node graph (None for an empty one), once it is known to nest at most
-    MAX_DEPTH levels deep and to hold at most MAX_NODES nodes with its aliases expanded;
-    DocumentError otherwise, or if it is not YAML."""
+class _Yaml12Loader(_BoundedLoader):
+    """The same, resolving plain scalars by YAML 1.2's core schema, as DVC (ruamel.yaml) reads
+    dvc.yaml, dvc.lock and params.yaml: `1e-07`, which DVC writes into dvc.lock, is a number
+    (YAML 1.1 reads it as text), `yes` and `on` are text, `010` is ten."""
+
+    yaml_implicit_resolvers: dict = {}  # noqa: RUF012 (PyYAML's class attribute, replaced)
+
+
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("merge", r"^(?:<<)$", "<"),
+):
+    _Yaml12Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern),
+                                        list(_first))  # fmt: skip
+
+
+def _int_12(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An integer as YAML 1.2 writes it: decimal (a leading 0 is not octal), 0o or 0x."""
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _int_12)
+LOADERS = {"1.1": _BoundedLoader, "1.2": _Yaml12Loader}
+
+
+def compose_yaml(text: str | bytes, version: str = "1.1") -> yaml.Node | None:
+    """The YAML document's node graph (None for an empty one), its plain scalars resolved by
+    YAML `version` (1.1, PyYAML's; 1.2, DVC's), once it is known to nest at most MAX_DEPTH
+    levels deep and to hold at most MAX_NODES nodes with its aliases expanded; DocumentError
+    otherwise, or if it is not YAML."""
     try:
-        loader = _BoundedLoader(text)  # its reader refuses NUL bytes and other controls here
+        loader = LOADERS[version](text)  # its reader refuses NUL bytes and other controls here
         try:
             node = loader.get_single_node()
         finally:
@@ -123,11 +160,11 @@ def compose_yaml(text: str | bytes) -> yaml.Node | None:
     return node
 
 
-def construct_yaml(node: yaml.Node | None) -> Any:
+def construct_yaml(node: yaml.Node | None, version: str = "1.1") -> Any:
     """The Python value of a node graph that compose_yaml has measured."""
     if node is None:
         return None
-    loader = _BoundedLoader("")
+    loader = LOADERS[version]("")
     try:
         return loader.construct_document(node)
     except yaml.YAMLError as error:  # an unhashable key, a bad merge, an unknown tag
@@ -138,9 +175,9 @@ def construct_yaml(node: yaml.Node | None) -> Any:
         loader.dispose()
 
 
-def load_yaml(text: str | bytes) -> Any:
+def load_yaml(text: str | bytes, version: str = "1.1") -> Any:
     """A YAML document as Python values, bounded as compose_yaml says."""
-    return construct_yaml(compose_yaml(text))
+    return construct_yaml(compose_yaml(text, version), version)
 
 
 def yaml_reason(error: BaseException) -> str:

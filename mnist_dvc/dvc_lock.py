@@ -10,8 +10,9 @@ the release ask about some files and say when dvc.lock does not record them. The
 (`strict=True`, mnist-verify's, which compares every output of every stage) refuses a lock
 whose stages are not mappings, whose deps and outs are not lists of paths or whose params are
 not mappings of a params file to its values, and keeps an entry without an md5 (as ""), so
-that it counts as changed rather than as absent. Either reads the YAML within the bounds of
-mnist_dvc/documents.py: nesting, and aliases counted before they are expanded.
+that it counts as changed rather than as absent. Either reads the YAML as DVC writes it (YAML
+1.2: `epsilon: 1e-07` is a number) within the bounds of mnist_dvc/documents.py: nesting, and
+aliases counted before they are expanded.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def parse(text: str | bytes, where: str = "dvc.lock", *, strict: bool = False) -
     """dvc.lock's text -> {stage name: Stage}; LockError naming `where` if it is not one (or,
     with `strict`, if a stage or one of its lists of entries is malformed)."""
     try:
-        document = documents.load_yaml(text)
+        document = documents.load_yaml(text, version="1.2")  # as DVC wrote it
     except documents.DocumentError as error:
         reason = str(error) if strict else f"unreadable ({error})"
         raise LockError(f"{where}: {reason}") from None

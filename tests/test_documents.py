@@ -83,6 +83,14 @@ def test_hostile_yaml_is_one_short_reason(text, reason):
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
 
 
+def test_yaml_1_2_as_dvc_reads_it():
+    text = "a: 1e-07\nb: yes\nc: 010\nd: 0o17\ne: 2020-01-01\nf: on\n"
+    assert load_yaml(text, version="1.2") == {
+        "a": 1e-07, "b": "yes", "c": 10, "d": 15, "e": "2020-01-01", "f": "on"
+    }  # fmt: skip
+    assert load_yaml(text)["a"] == "1e-07" and load_yaml(text)["c"] == 8  # PyYAML's 1.1
+
+
 def test_deep_nesting_is_refused_where_libyaml_crashed():
     """libyaml's composer (PyYAML's CSafeLoader, which dvc_lock used) died with SIGSEGV on this."""
     with pytest.raises(dvc_lock.LockError, match="nested more than 32 levels deep"):

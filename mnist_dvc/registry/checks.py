@@ -73,7 +73,8 @@ def check_git_clean(root: Path) -> None:
 def artifact_path(root: Path) -> str:
     """The artifact's path from dvc.yaml, as `dvc artifacts get` will read it at the tag."""
     try:
-        declared = documents.load_yaml(read_text_limited(root / "dvc.yaml")).get("artifacts") or {}
+        dvc_yaml = documents.load_yaml(read_text_limited(root / "dvc.yaml"), version="1.2")
+        declared = dvc_yaml.get("artifacts") or {}
         return str(declared[ARTIFACT]["path"]).rstrip("/")
     except (OSError, ValueError, AttributeError, KeyError, TypeError):  # ValueError: not YAML
         raise Refused(

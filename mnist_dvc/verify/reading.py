@@ -156,9 +156,10 @@ def _flatten_into(flat: dict[str, Any], tree: Any, prefix: str) -> None:
         flat[prefix[:-1]] = tree
 
 
-def _params_tree(data: bytes | None) -> dict[str, Any]:
-    """params.yaml as a nested mapping (bounded: mnist_dvc/documents.py)."""
-    params = documents.load_yaml(data) if data else None
+def _params_tree(data: bytes | None, version: str = "1.1") -> dict[str, Any]:
+    """params.yaml as a nested mapping (bounded: mnist_dvc/documents.py), read as the stages
+    read it (YAML 1.1), or as DVC does (1.2)."""
+    params = documents.load_yaml(data, version) if data else None
     if params is not None and not isinstance(params, dict):
         raise ValueError("not a mapping of params")
     return params or {}
@@ -296,7 +297,8 @@ def _read_params_file(repo: Path, name: str) -> dict[str, Any]:
     if not _inside(name):
         raise VerifyError(f"dvc.lock: params file {quote(name)} is outside the repository")
     try:
-        return _params_tree(read_limited(repo / name, MAX_RECORD_BYTES))
+        # As DVC reads it, to compare with what DVC recorded in dvc.lock
+        return _params_tree(read_limited(repo / name, MAX_RECORD_BYTES), version="1.2")
     except FileNotFoundError:
         return {}
     except OSError as error:

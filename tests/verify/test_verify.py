@@ -723,6 +723,16 @@ def test_a_value_dvc_compares_as_equal_is_still_identical(project):
     assert status == 0 and out.startswith("identical")
 
 
+def test_params_are_read_from_dvc_lock_as_dvc_wrote_them(project):
+    """DVC writes dvc.lock in YAML 1.2, where `1e-07` is a number (YAML 1.1 reads it as the
+    text '1e-07'): the committed params.yaml's `epsilon: 1.0e-07` is the same value."""
+    lock = project.repo / "dvc.lock"
+    assert "epsilon: 1.0e-07" in lock.read_text()
+    lock.write_text(lock.read_text().replace("epsilon: 1.0e-07", "epsilon: 1e-07"))
+    status, out, _ = project.verify()
+    assert status == 0 and out.startswith("identical")
+
+
 def test_code_edited_after_the_run_is_not_identical(project):
     code = project.repo / "stages" / "train.py"
     code.parent.mkdir()
