@@ -22,7 +22,6 @@ import json
 import math
 import re
 import reprlib
-from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -79,7 +78,10 @@ def shorten(text: str) -> str:
 
 def quote(value: object) -> str:
     """`value` as a message shows it: its repr, at most about MAX_QUOTED characters of it."""
-    shown = _QUOTER.repr(value)
+    try:
+        shown = _QUOTER.repr(value)
+    except ValueError:  # an integer of more than 4,300 digits has no decimal repr to cut
+        return f"an {type(value).__name__} too long to show"
     return shown if len(shown) <= 2 * MAX_QUOTED else f"{shown[: 2 * MAX_QUOTED - 3]}..."
 
 
@@ -292,7 +294,7 @@ def load_digit_pairs(data: bytes) -> list[tuple[int, int]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise DocumentError(f"not UTF-8 text (byte {error.start})") from None
-    rows = _rows(text)
+    rows = csv.reader(text.splitlines())
     try:
         header = next(rows, None)
         if header != PAIRS_HEADER:
@@ -310,7 +312,3 @@ def load_digit_pairs(data: bytes) -> list[tuple[int, int]]:
     if not pairs:
         raise DocumentError("no predictions")
     return pairs
-
-
-def _rows(text: str) -> Iterator[list[str]]:
-    return csv.reader(text.splitlines())

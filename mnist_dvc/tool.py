@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -66,6 +67,11 @@ def whole_number(least: int, most: int) -> Callable[[str], int]:
 
 def failure(name: str, error: BaseException) -> tuple[str, int]:
     """The one line (redacted) and the exit status for an exception that ended `name`'s work."""
+    line, status = _failure(name, error)
+    return re.sub(r"\s*[\r\n]+\s*", " ", line), status  # one line, whatever a message held
+
+
+def _failure(name: str, error: BaseException) -> tuple[str, int]:
     if isinstance(error, KeyboardInterrupt):
         return f"{name}: interrupted", INTERRUPTED
     if isinstance(error, BrokenPipeError):

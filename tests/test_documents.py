@@ -119,7 +119,7 @@ def test_hostile_json_is_one_short_reason(data, reason):
 def test_a_quote_is_short_and_redacted():
     assert quote("x" * 10_000).startswith("'xxxx") and len(quote("x" * 10_000)) < 130
     assert quote([[["deep"] * 100] * 100] * 100).count("...") >= 1
-    assert len(quote(10**4000 if False else 10**1000)) < 130
+    assert len(quote(10**1000)) < 130 and quote(1 << 20_000) == "an int too long to show"
     secret = "https://user:hunter2@host/" + "p" * 5000
     assert "hunter2" not in quote(secret) and "user:***@host" in quote(secret)
     cut = "https://user:" + "hunter2" * 500 + "@host/"

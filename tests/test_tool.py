@@ -41,6 +41,13 @@ def test_a_refusal_is_one_line_with_its_exit_status(capsys):
     )
 
 
+def test_a_message_of_several_lines_is_told_in_one(capsys):
+    def refuse(_argv):
+        raise ToolError("first\nsecond\r\n  third")
+
+    assert ended(capsys, refuse)[2] == "mnist-demo: error: first second third\n"
+
+
 def test_an_os_error_names_its_file(capsys):
     def missing(_argv):
         raise FileNotFoundError(2, "No such file or directory", "models/model.h5")
