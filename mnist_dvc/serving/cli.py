@@ -1,7 +1,7 @@
 """The mnist-serve console script.
 
     mnist-serve [--engine onnx|keras] [--host 127.0.0.1] [--port 8000] [--model-dir models]
-                [--no-batching] [--max-batch 64] [--threads 1]
+                [--no-batching] [--max-batch 64] [--threads 1] [--allowed-host NAME ...]
     mnist-serve --rev v1.2.0 | --stage prod  [--repo PATH-OR-GIT-URL] [--cache-dir DIR]
 
 --rev and --stage serve a version from the registry (GTO tags, `make release`): downloaded with
