@@ -750,6 +750,19 @@ def test_code_edited_after_the_run_is_not_identical(project):
     )
 
 
+def test_any_output_edited_after_the_run_is_not_identical(project):
+    """An output file that dvc.lock records with other bytes: `dvc status` calls it modified."""
+    onnx = project.repo / "models" / "model.onnx"
+    lock = project.repo / "dvc.lock"
+    onnx.write_bytes(b"onnx0" + project.committed.model)  # the bytes the lock records
+    assert project.verify()[0] == 0
+    onnx.write_bytes(b"edited")
+    assert refused(project) == (
+        "the work tree's models/model.onnx is not what dvc.lock records: run `dvc repro`"
+    )
+    assert "models/model.onnx" in lock.read_text()
+
+
 def test_an_output_is_checked_against_its_md5_before_it_is_parsed(project):
     """A predictions.csv that dvc.lock does not record is refused by its md5, unparsed."""
     (project.repo / "reports" / "predictions.csv").write_bytes(b"\xff" * 900_000)
