@@ -156,7 +156,8 @@ clean:  ## remove .venv, node_modules and build/
 # The model registry (docs/releases.md); run `make setup` first. The values given as VERSION,
 # STAGE, DEST and REMOTE (and numerics-matrix's EMULATE) reach the commands as environment
 # variables, taken literally (not expanded by make: `$(value ...)`) and quoted for the shell
-# ("$$VERSION"): no value can run code.
+# ("$$VERSION"): no value can run code. Each is an option's value (`--stage=...`) or comes
+# after `--`, so none can be read as an option: VERSION=--help is a version, and refused.
 USER_VALUES := VERSION STAGE DEST REMOTE EMULATE
 $(foreach v,$(USER_VALUES),$(eval override $(v) := $$(value $(v))))
 export $(USER_VALUES)
@@ -166,14 +167,14 @@ export $(USER_VALUES)
 # unless git and `dvc status` are clean and the model is in the default DVC remote.
 release:  ## register HEAD as VERSION of mnist-cnn [STAGE=prod]
 	$(if $(VERSION),,$(error usage: make release VERSION=v1.2.0 [STAGE=prod]))
-	mnist-release register "$$VERSION" $${STAGE:+--stage "$$STAGE"}
+	mnist-release register $${STAGE:+--stage="$$STAGE"} -- "$$VERSION"
 
 # Move a stage to a registered version (also back to an older one).
 promote:  ## move STAGE to the registered VERSION
 	$(if $(and $(VERSION),$(STAGE)),,$(error usage: make promote VERSION=v1.2.0 STAGE=prod))
-	mnist-release promote "$$VERSION" "$$STAGE"
+	mnist-release promote -- "$$VERSION" "$$STAGE"
 
 # Copy the local-folder remote's new files to a folder a static web server serves read-only.
 publish:  ## copy the local remote's new files to DEST, for a static web server
 	$(if $(DEST),,$(error usage: make publish DEST=/var/www/mnist-dvc [REMOTE=local]))
-	mnist-release publish "$$DEST" $${REMOTE:+--remote "$$REMOTE"}
+	mnist-release publish $${REMOTE:+--remote="$$REMOTE"} -- "$$DEST"

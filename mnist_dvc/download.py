@@ -114,6 +114,8 @@ def download(
         reason = getattr(failed, "reason", failed)
         text = describe(reason) if isinstance(reason, BaseException) else str(reason)
         raise error(redact(f"{name}: {text}")) from None
+    except ValueError as failed:  # a URL (or a redirect's) whose port is not a number
+        raise error(redact(f"{name}: not a URL that can be fetched: {describe(failed)}")) from None
 
 
 def _check_head(response, name: str, at_most: int, error: type[ProjectError]) -> None:

@@ -7,6 +7,10 @@ user reads: what is wrong, naming the file, the dotted params key or the value, 
     ├── StageError     bad input to a stage: a file, a parameter or a source
     │   └── ExportError  an export that does not compute what the Keras model computes
     └── ToolError      a console script's refusal (mnist-release, mnist-sweep, mnist-verify...)
+        └── UsageError   a command line the tool cannot take (exit status 2, as argparse's)
+
+Each carries the exit status it ends a command with (`exit_status`): the one error boundary of
+the console scripts (mnist_dvc/tool.py) and of the stages (mnist_dvc/stage.py) exit with it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ import re
 class ProjectError(Exception):
     """Something this project refuses or cannot do; str() is the one line to show."""
 
+    exit_status = 1
+
 
 class ToolError(ProjectError):
     """A console script refuses: bad arguments, or a repository or server not fit for it."""
+
+
+class UsageError(ToolError):
+    """A command line the tool cannot take: an unknown option, a missing or malformed value."""
+
+    exit_status = 2
 
 
 class StageError(ProjectError):

@@ -15,8 +15,9 @@ A `.npy` batch holds images already in MNIST's form, shaped (N, 28, 28), (28, 28
 (N, 28, 28, 1) or (N, 1, 28, 28), at most MAX_NPY_IMAGES (70,000: all of MNIST) per file,
 checked from the file's header before anything is allocated. Numbers only (no strings, objects,
 booleans or complex numbers): integers must be 0-255 (they are divided by 255), floats 0-1 and
-finite (no NaN, no infinity). An image of a batch outside these ranges is reported by its
-`path[i]`, the others are classified.
+finite (no NaN, no infinity). An image of a batch outside these ranges, or with no ink (the
+same rule as an image file's: `no_ink`), is reported by its `path[i]`, the others are
+classified.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from mnist_dvc import mnist
 from mnist_dvc.errors import StageError, describe
@@ -100,17 +101,10 @@ def mnist_like(grey: np.ndarray, name: str = "image") -> np.ndarray:
             f"(at least {MIN_SIDE}x{MIN_SIDE})"
         )
     full = 255.0 if grey.dtype == np.uint8 else 1.0  # the full scale, white
-    image = grey.astype(np.float32)
-    background = float(np.median(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])))
-    if background > full / 2:  # dark ink on light paper: MNIST is light ink on black
-        image, background = full - image, full - background
-    image = np.clip(image - background, 0, full)
+    image = ink_only(grey.astype(np.float32), full)
     darkest = float(image.max())
-    if darkest < MIN_INK * full:
-        raise InputError(
-            f"{name}: no ink: a blank or uniform image (its darkest mark differs from the "
-            f"paper by {darkest / full * 255:.0f}/255, at least {MIN_INK * 255:.0f} is read as ink)"
-        )
+    if problem := no_ink(darkest, full):
+        raise InputError(f"{name}: {problem}")
     if darkest != 255:  # the darkest stroke made full ink, as MNIST's are: 0-255 from here
         image = np.minimum(image * (255 / darkest), 255)  # no rounding past full ink
     rows, cols = np.nonzero(image > 0.1 * 255)
@@ -125,6 +119,26 @@ def mnist_like(grey: np.ndarray, name: str = "image") -> np.ndarray:
     field = np.zeros(_SHAPE, np.float32)
     field[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     return field / 255.0
+
+
+def ink_only(image: np.ndarray, full: float) -> np.ndarray:
+    """The image as light ink on black paper, as MNIST's: the paper (the median of its border)
+    subtracted, dark ink on light paper turned over first. Values 0-`full`."""
+    background = float(np.median(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])))
+    if background > full / 2:  # dark ink on light paper: MNIST is light ink on black
+        image, background = full - image, full - background
+    return np.clip(image - background, 0, full)
+
+
+def no_ink(darkest: float, full: float) -> str | None:
+    """Why an image whose darkest mark (of ink_only) is `darkest` holds no digit, or None: the
+    one rule for every kind of input, an uploaded PNG as a .npy batch's or a JSON instance."""
+    if darkest >= MIN_INK * full:
+        return None
+    return (
+        f"no ink: a blank or uniform image (its darkest mark differs from the paper by "
+        f"{darkest / full * 255:.0f}/255, at least {MIN_INK * 255:.0f} is read as ink)"
+    )
 
 
 def _placement(digit: np.ndarray) -> tuple[int, int]:
@@ -199,16 +213,19 @@ def _too_many_pixels(name: str, pixels: str) -> InputError:
 
 
 def _grey(image: Image.Image, name: str) -> np.ndarray:
+    # A phone stores a photo as the sensor saw it and an EXIF tag says how to turn it upright;
+    # read before any conversion below, which would drop a TIFF's tags.
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     # A JPEG decodes straight to a fraction of its size (its DCT scaling): memory, and time.
     image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))
     # Anything larger is cut down first, by whole pixel blocks: a digit needs no 5000x5000
     # pixels, and every copy made below (upright, composited, grey) is then small.
     factor = max(image.size) // WORKING_SIDE
+    sixteen_bit = image.mode in SIXTEEN_BIT_GREY
     if factor > 1:
-        image = image.reduce(factor)
-    # A phone stores a photo as the sensor saw it and an EXIF tag says how to turn it upright.
-    image = ImageOps.exif_transpose(image)
-    if image.mode in SIXTEEN_BIT_GREY:  # Pillow's convert("L") would clip 16-bit grey at 255
+        image = _reducible(image).reduce(factor)
+    image = image.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else image
+    if sixteen_bit:  # Pillow's convert("L") would clip 16-bit grey at 255
         # Scaled by its own range: a 12-bit scanner's 0-4095 in a 16-bit file is its full scale.
         grey = np.asarray(image, np.float32)
         low, high = float(grey.min()), float(grey.max())
@@ -224,6 +241,29 @@ def _grey(image: Image.Image, name: str) -> np.ndarray:
         paper = Image.new("RGBA", image.size, "white")
         image = Image.alpha_composite(paper, image.convert("RGBA"))
     return np.asarray(image.convert("L"))
+
+
+# What turns an image upright, by its EXIF orientation (as ImageOps.exif_transpose does).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _reducible(image: Image.Image) -> Image.Image:
+    """The image in a mode Pillow's reduce() averages: bilevel and palette images become grey
+    or RGBA (averaging palette indices would mix unrelated colours), 16-bit grey 32-bit. Images
+    of 2048 pixels or more in modes 1, P or I;16 were refused as "image has wrong mode"."""
+    if image.mode in SIXTEEN_BIT_GREY:
+        return image.convert("I")
+    if image.mode in ("1", "P", "PA"):
+        return image.convert("RGBA" if image.has_transparency_data else "L")
+    return image
 
 
 # .npy batches
@@ -321,21 +361,23 @@ def _check_shape(shape: tuple[int, ...], name: str) -> None:
 
 
 def _value_problems(batch: np.ndarray) -> list[str | None]:
-    """For each image (N, 28, 28): None if its values fit its type, else what is wrong."""
+    """For each image (N, 28, 28): None if its values fit its type and it has ink, else what
+    is wrong."""
     axes = (1, 2)
     floats = batch.dtype.kind == "f"
     finite = np.isfinite(batch).all(axis=axes) if floats else np.ones(len(batch), bool)
     lows, highs = batch.min(axis=axes).tolist(), batch.max(axis=axes).tolist()
     top, expected = (1, "floats 0-1") if floats else (255, "integers 0-255")
 
-    def problem(finite: bool, low: float, high: float) -> str | None:
+    def problem(image: np.ndarray, finite: bool, low: float, high: float) -> str | None:
         if not finite:
             return "holds NaN or infinity"
         if low < 0 or high > top:
             return f"values from {low} to {high}, expected {expected}"
-        return None
+        # A uniform image holds no digit, here as in a PNG: the same rule (mnist_like's).
+        return no_ink(float(ink_only(image.astype(np.float32), top).max()), top)
 
-    return [problem(*each) for each in zip(finite.tolist(), lows, highs, strict=True)]
+    return [problem(*each) for each in zip(batch, finite.tolist(), lows, highs, strict=True)]
 
 
 def _scaled(image: np.ndarray) -> np.ndarray:

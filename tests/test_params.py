@@ -94,7 +94,7 @@ def test_a_typo_is_named_as_an_unknown_key(tmp_path):
 def test_yaml_syntax_and_missing_file(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("train:\n  epochs: [1,\n")
-    with pytest.raises(ParamsError, match=r"not valid YAML at line \d+"):
+    with pytest.raises(ParamsError, match=r"not valid YAML: .* \(line \d+\)"):
         load_params(bad)
     with pytest.raises(ParamsError, match="cannot read"):
         load_params(tmp_path / "nope.yaml")
@@ -181,3 +181,147 @@ def test_the_other_architecture_is_selected_by_name(tmp_path):
     path = _write(tmp_path, _set("train.model.arch", "mnist_convnet"))
     model = load_params(path).train.model
     assert model.settings == model.mnist_convnet and model.settings.dropout == 0.5
+
+
+# Upper bounds: a small file must not ask for a training that cannot run (issue 28, §4 and §6).
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (_set("train.batch_size", 10**9), r"train\.batch_size: .*less than or equal to 60000"),
+        (
+            _set("evaluate.batch_size", 10**6),
+            r"evaluate\.batch_size: .*less than or equal to 10000",
+        ),
+        (_set("train.epochs", 10**20), r"train\.epochs: .*less than or equal to 10000"),
+        (
+            _set("train.model.notebook_cnn.dense_units", 10**20),
+            r"train\.model\.notebook_cnn\.dense_units: .*less than or equal to 2147483647",
+        ),
+        (
+            _set("train.optimizer.learning_rate", 1e39),
+            r"learning_rate: 1e\+39 is more than float32, in which TensorFlow holds it, can \(at "
+            r"most 3\.403e\+38\)$",
+        ),
+        (
+            _set("train.optimizer.epsilon", 1e-45),
+            r"epsilon: 1e-45 is below float32's smallest normal number \(1\.175e-38\): TensorFlow "
+            r"would hold it as 0, or lose its precision$",
+        ),
+    ],
+)
+def test_every_number_has_an_upper_bound(tmp_path, edit, expected):
+    path = _write(tmp_path, edit)
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert re.search(expected, str(error.value)), str(error.value)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 400
+
+
+@pytest.mark.parametrize(
+    ("arch", "kernel", "pool", "expected"),
+    [
+        ("notebook_cnn", 13, 12, "pool_size: 12 leaves no pixels: the layers before it leave 4x4 "
+         "of the 28x28 image (28 -> 16 -> 4); lower it or the kernel and pool sizes"),
+        ("mnist_convnet", 13, 5, "kernel_size: 13 leaves no pixels: the layers before it leave "
+         "3x3 of the 28x28 image (28 -> 16 -> 3); lower it or the kernel and pool sizes"),
+    ],
+)  # fmt: skip
+def test_a_network_whose_layers_leave_no_pixels_is_refused(tmp_path, arch, kernel, pool, expected):
+    def edit(params):
+        params["train"]["model"]["arch"] = arch
+        params["train"]["model"][arch].update(kernel_size=kernel, pool_size=pool)
+
+    path = _write(tmp_path, edit)
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert str(error.value) == f"{path}: train.model.{arch}.{expected}"
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "fits"),
+    [
+        (_set("train.model.notebook_cnn.dense_units", 10**8),
+         "train.model.notebook_cnn.dense_units", "at most 6,639 fits here"),
+        (_set("train.batch_size", 60000), "train.batch_size", "at most 1,690 fits here"),
+        (_set("evaluate.batch_size", 10000), "evaluate.batch_size", "at most 3,427 fits here"),
+        (_set("train.model.notebook_cnn.conv2_filters", 10**6),
+         "train.model.notebook_cnn.conv2_filters", "at most 278 fits here"),
+    ],
+)  # fmt: skip
+def test_what_does_not_fit_in_memory_is_refused_naming_the_key(tmp_path, monkeypatch, edit, key,
+                                                              fits):  # fmt: skip
+    """On a machine of 2 GiB (1 GiB for the training): the estimate of mnist_dvc/sizing.py."""
+    monkeypatch.setattr("mnist_dvc.sizing.machine_memory", lambda: 2 * GIB)
+    path = _write(tmp_path, edit)
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert "of memory, more than the 1.1 GB this machine has for it (2.1 GB in all); " in message
+    assert message.endswith(fits)
+
+
+def test_the_committed_params_fit_a_small_machine(monkeypatch):
+    monkeypatch.setattr("mnist_dvc.sizing.machine_memory", lambda: 2 * GIB)
+    load_params(REPO_ROOT / "params.yaml")
+
+
+def test_a_timeout_is_bounded_and_a_port_is_a_number(tmp_path):
+    settings = yaml.safe_load((REPO_ROOT / "sources.yaml").read_text())
+    path = tmp_path / "sources.yaml"
+    for changes, expected in [
+        (
+            {"timeout_s": 1.0e300},
+            "timeout_s: input should be less than or equal to 86400 (got 1e+300)",
+        ),
+        (
+            {"sources": ["https://user:secret@example.invalid:abc/mnist/"]},
+            "sources.0: its port is not a number from 0 to 65535 (got "
+            "'https://user:***@example.invalid:abc/mnist/')",
+        ),
+    ]:
+        path.write_text(yaml.safe_dump({**settings, **changes}))
+        with pytest.raises(ParamsError) as error:
+            load_sources(path)
+        assert str(error.value) == f"{path}: {expected}"
+
+
+def test_aliases_that_multiply_are_refused_before_they_are_expanded(tmp_path):
+    """1.3 KB of sources.yaml that stood for hundreds of millions of strings, and a 522 MB
+    "one-line" error: refused by counting, in a short line."""
+    lines = ["a0: &a0 [aaaaaaaa, aaaaaaaa, aaaaaaaa, aaaaaaaa]"] + [
+        f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 15)
+    ]
+    path = tmp_path / "sources.yaml"
+    path.write_text("\n".join(lines) + "\nsources: *a14\ntimeout_s: 60.0\n")
+    assert path.stat().st_size < 1500
+    with pytest.raises(ParamsError) as error:
+        load_sources(path)
+    assert str(error.value) == f"{path}: more than 100,000 values once its aliases are expanded"
+    path.write_text("\n".join(lines[:3]) + "\nsources: *a2\ntimeout_s: 60.0\n")
+    with pytest.raises(ParamsError) as error:
+        load_sources(path)
+    assert str(error.value).startswith(f"{path}: sources.0: input should be a valid string (got [")
+    assert len(str(error.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("train: " + "[" * 100_000, "nested more than 32 levels deep"),
+        ("a: &a [*a]\n", "an alias refers to the node that holds it (a loop)"),
+        ("train:\n  seed: 0x" + "f" * 100_000 + "\n", "train.seed: 0xffff"),
+        ("x" * 100_000 + ": 1\n", "not valid YAML"),
+    ],
+)
+def test_hostile_yaml_is_one_short_line(tmp_path, text, expected):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert str(error.value).startswith(f"{path}: {expected}"), str(error.value)
+    assert len(str(error.value)) < 300

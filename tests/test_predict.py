@@ -163,15 +163,15 @@ def test_bad_inputs_are_named_and_the_rest_classified(weak_model_dir, digits, tm
     assert len(run.stdout.strip().splitlines()) == 1  # only the good image gets a digit
     assert run.stdout.startswith(f"{good}: ")
     errors = run.stderr.strip().splitlines()[-5:]
-    assert errors[0] == f"predict: error: {missing}: no such file"
-    assert errors[1].startswith(f"predict: error: {not_an_image}: not a readable image")
+    assert errors[0] == f"mnist-predict: error: {missing}: no such file"
+    assert errors[1].startswith(f"mnist-predict: error: {not_an_image}: not a readable image")
     assert errors[2] == (
-        f"predict: error: {wrong_shape}: shape (3, 32, 32), expected "
+        f"mnist-predict: error: {wrong_shape}: shape (3, 32, 32), expected "
         "(N, 28, 28), (28, 28), (N, 28, 28, 1) or (N, 1, 28, 28)"
     )
-    assert errors[3].startswith(f"predict: error: {blank}: no ink: a blank or uniform image")
+    assert errors[3].startswith(f"mnist-predict: error: {blank}: no ink: a blank or uniform image")
     assert errors[4] == (
-        f"predict: error: {dot}: 1x1 pixels, too small to hold a digit (at least 8x8)"
+        f"mnist-predict: error: {dot}: 1x1 pixels, too small to hold a digit (at least 8x8)"
     )
 
 
@@ -182,10 +182,10 @@ def test_missing_model_is_one_line_and_a_json_document(tmp_path, digits):
     run = predict_cli(tmp_path / "nowhere", good)
     assert run.returncode == 1
     line = run.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"predict: error: {tmp_path / 'nowhere' / 'model.json'}: ")
+    assert line.startswith(f"mnist-predict: error: {tmp_path / 'nowhere' / 'model.json'}: ")
     assert json.loads(run.stdout) == {
         "predictions": [],
-        "errors": [line.removeprefix("predict: error: ")],
+        "errors": [line.removeprefix("mnist-predict: error: ")],
     }
 
 
@@ -243,8 +243,8 @@ def test_the_reports_bad_inputs_each_get_one_line_and_json_keeps_the_rest(
         f"{mixed}[1]: holds NaN or infinity",
         f"{mixed}[2]: values from 0.0 to 255.0, expected floats 0-1",
     ]
-    errors = [line for line in run.stderr.splitlines() if line.startswith("predict: error: ")]
-    assert errors == [f"predict: error: {error}" for error in document["errors"]]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("mnist-predict: error: ")]
+    assert errors == [f"mnist-predict: error: {error}" for error in document["errors"]]
 
 
 @pytest.mark.slow  # trains a model through the train stage
@@ -371,18 +371,20 @@ def test_every_layout_of_a_batch_is_accepted(digits):
 
 def test_values_out_of_range_are_named_by_image():
     batch = np.zeros((4, 28, 28), np.float32)
+    batch[:, 10:18, 12:15] = 1.0  # a stroke of ink on each
     batch[1, 3, 3], batch[2, 0, 0], batch[3, 5, 5] = np.inf, 1.5, -0.25
     loaded = check_each_image(batch, "b.npy")
     assert [name for name, _ in loaded.images] == ["b.npy[0]"]
     assert [str(error) for error in loaded.errors] == [
         "b.npy[1]: holds NaN or infinity",
         "b.npy[2]: values from 0.0 to 1.5, expected floats 0-1",
-        "b.npy[3]: values from -0.25 to 0.0, expected floats 0-1",
+        "b.npy[3]: values from -0.25 to 1.0, expected floats 0-1",
     ]
     with pytest.raises(InputError) as error:
         check_images(batch, "b.npy")
     assert str(error.value) == "b.npy[1]: holds NaN or infinity (and 2 more)"
     wide = np.zeros((2, 28, 28), np.int32)
+    wide[:, 10:18, 12:15] = 255
     wide[1, 0, 0] = 256
     with pytest.raises(InputError) as error:
         check_images(wide, "w.npy")
@@ -466,8 +468,8 @@ def test_a_model_whose_outputs_are_not_probabilities_is_one_line(tmp_path, digit
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
-        f"predict: error: {tmp_path / 'model.json'}: its last layer (Dense) does not end in a "
-        "softmax: its outputs are not digit probabilities\n"
+        f"mnist-predict: error: {tmp_path / 'model.json'}: its last layer (Dense) does not end "
+        "in a softmax: its outputs are not digit probabilities\n"
     )
 
 
@@ -484,9 +486,72 @@ def test_a_model_or_an_input_that_is_not_a_regular_file_is_refused_at_once(
     Image.fromarray(digits[0]).save(good)
     assert main(["--model-dir", str(models), str(good)]) == 1
     assert capsys.readouterr().err == (
-        f"predict: error: {models / 'model.h5'}: not a regular file (a character device)\n"
+        f"mnist-predict: error: {models / 'model.h5'}: not a regular file (a character device)\n"
     )
     pipe = tmp_path / "pipe.png"
     os.mkfifo(pipe)
     loaded = load_inputs(pipe)
     assert [str(error) for error in loaded.errors] == [f"{pipe}: not a regular file (a named pipe)"]
+
+
+# One rule for every kind of input (issue 28 §5 and §7).
+
+
+@pytest.mark.parametrize("shade", [0, 128, 255])
+def test_a_uniform_image_is_refused_alike_as_npy_png_and_json(tmp_path, monkeypatch, capsys, shade):
+    """A uniform .npy image got "2 (0.8404)" while the same as a PNG was refused."""
+    monkeypatch.setattr(predict_module, "load_model", lambda *paths: BrokenModel(outputs=0.1))
+    png, npy = tmp_path / "uniform.png", tmp_path / "uniform.npy"
+    Image.new("L", (28, 28), shade).save(png)
+    np.save(npy, np.full((1, 28, 28), shade, np.uint8))
+    status = main([str(png), str(npy), "--json", "--model-dir", str(tmp_path)])
+    document = json.loads(capsys.readouterr().out)
+    assert status == 1 and document["predictions"] == []
+    reason = (
+        "no ink: a blank or uniform image (its darkest mark differs from the paper by 0/255, "
+        "at least 16 is read as ink)"
+    )
+    assert document["errors"] == [f"{png}: {reason}", f"{npy}[0]: {reason}"]
+    with pytest.raises(InputError, match=r"^instances\[0\]: no ink: "):
+        check_images(np.full((1, 28, 28), shade / 255, np.float32), "instances")
+
+
+def test_a_faint_npy_image_is_read_as_a_faint_png_is(digits):
+    """Ink 20/255 above the paper is ink in either; 10/255 in neither."""
+    for ink, readable in ((20, True), (10, False)):
+        faint = np.where(digits[0] > 128, ink, 0).astype(np.uint8)
+        as_png = io.BytesIO()
+        Image.fromarray(faint).save(as_png, "PNG")
+        from_png = from_npy = True
+        try:
+            image_from_bytes(as_png.getvalue(), "faint.png")
+        except InputError:
+            from_png = False
+        from_npy = not check_each_image(faint, "faint.npy").errors
+        assert from_png == from_npy == readable
+
+
+def drawn_seven(side: int, mode: str) -> bytes:
+    image = Image.new("L", (side, side), 255)
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(image).line(
+        [(side * 0.3, side * 0.2), (side * 0.7, side * 0.2), (side * 0.4, side * 0.85)],
+        fill=0, width=side // 12,
+    )  # fmt: skip
+    if mode == "I;16":
+        image = image.convert("I").point(lambda v: v * 200).convert("I;16")
+    else:
+        image = image.convert(mode)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "I;16"])
+def test_large_bilevel_palette_and_16_bit_images_are_read(mode):
+    """2048 px or more in modes 1, P or I;16 were "not a readable image (image has wrong
+    mode)", the same at 2047 px were read: now both are, and give the same digit."""
+    small = image_from_bytes(drawn_seven(2047, mode), "small.png")
+    large = image_from_bytes(drawn_seven(2048, mode), "large.png")
+    assert np.abs(small - large).max() < 0.35 and abs(float(small.sum() - large.sum())) < 3

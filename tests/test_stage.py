@@ -60,8 +60,9 @@ def test_user_errors_and_os_errors_end_in_one_line(capsys):
 
     with pytest.raises(SystemExit) as exit_:
         run_stage("train", refuse)
-    assert exit_.value.code == "train: error: params.yaml: train.epochs: input should be " + (
-        "greater than 0 (got 0)"
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == (
+        "train: error: params.yaml: train.epochs: input should be greater than 0 (got 0)\n"
     )
 
     def full_disk():
@@ -69,7 +70,24 @@ def test_user_errors_and_os_errors_end_in_one_line(capsys):
 
     with pytest.raises(SystemExit) as exit_:
         run_stage("train", full_disk)
-    assert exit_.value.code == "train: error: models/.model.h5.partial: No space left on device"
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == (
+        "train: error: models/.model.h5.partial: No space left on device\n"
+    )
+
+
+def test_a_bug_ends_in_one_line_that_says_so(capsys):
+    """The last resort of the one error boundary: no traceback even for a mistake of ours."""
+
+    def mistake():
+        return {}["accuracy"]
+
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("report", mistake)
+    assert exit_.value.code == 70
+    assert capsys.readouterr().err == (
+        "report: error: a bug in report, please report it: KeyError: 'accuracy'\n"
+    )
 
 
 def test_ctrl_c_ends_in_one_line_and_status_130(capsys):

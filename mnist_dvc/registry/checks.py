@@ -11,9 +11,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import yaml
-
-from mnist_dvc import commands, dvc_lock
+from mnist_dvc import commands, documents, dvc_lock
 from mnist_dvc.errors import ToolError
 from mnist_dvc.files import read_text_limited
 from mnist_dvc.redact import redact
@@ -53,8 +51,12 @@ def check_version(version: str) -> None:
 
 def check_stage(stage: str) -> None:
     if stage not in STAGES:
-        shown = stage if len(stage) <= MAX_VERSION else f"{stage[:MAX_VERSION]}..."
-        raise Refused(f"a stage is one of {', '.join(STAGES)}, got {shown!r}")
+        raise Refused(f"a stage is one of {', '.join(STAGES)}, got {shown(stage)}")
+
+
+def shown(value: str) -> str:
+    """A value as a refusal quotes it: at most MAX_VERSION characters of it."""
+    return repr(value if len(value) <= MAX_VERSION else f"{value[:MAX_VERSION]}...")
 
 
 def check_git_clean(root: Path) -> None:
@@ -71,9 +73,10 @@ def check_git_clean(root: Path) -> None:
 def artifact_path(root: Path) -> str:
     """The artifact's path from dvc.yaml, as `dvc artifacts get` will read it at the tag."""
     try:
-        declared = yaml.safe_load(read_text_limited(root / "dvc.yaml")).get("artifacts") or {}
+        dvc_yaml = documents.load_yaml(read_text_limited(root / "dvc.yaml"), version="1.2")
+        declared = dvc_yaml.get("artifacts") or {}
         return str(declared[ARTIFACT]["path"]).rstrip("/")
-    except (OSError, ValueError, yaml.YAMLError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):  # ValueError: not YAML
         raise Refused(
             f"dvc.yaml declares no artifact {ARTIFACT} with a path: add it under `artifacts:`"
         ) from None

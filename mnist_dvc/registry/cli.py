@@ -13,14 +13,16 @@ import sys
 from pathlib import Path
 
 from mnist_dvc import registry
-from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import STAGES, Refused
 from mnist_dvc.registry.publish import publish
 from mnist_dvc.registry.tags import promote, register
+from mnist_dvc.tool import ToolParser, run_tool
+
+NAME = "mnist-release"
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(prog="release", description=registry.__doc__.splitlines()[0])
+    parse = ToolParser(prog=NAME, description=registry.__doc__.splitlines()[0])
     commands = parse.add_subparsers(dest="command", required=True)
     reg = commands.add_parser("register", help="commit and tag HEAD's model as a version")
     reg.add_argument("version", help="v1.2.0")
@@ -35,6 +37,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The console script, inside the one error boundary (mnist_dvc/tool.py)."""
+    return run_tool(NAME, release, argv)
+
+
+def release(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "register":
@@ -46,15 +53,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except Refused as reason:
         # publish copies whole files only: what it copied before a failure is good to serve.
-        untouched = "" if args.command == "publish" else "; no tag was made"
-        print(f"release: error: {redact(str(reason))}{untouched}", file=sys.stderr)
-        return 1
+        if args.command == "publish":
+            raise
+        raise Refused(f"{reason}; no tag was made") from None
     names = " ".join(shlex.quote(tag) for tag in tags)
     if args.command == "register":
-        print(f"release: the release commit and tags are local until pushed: "
+        print(f"{NAME}: the release commit and tags are local until pushed: "
               f"`git push origin HEAD {names}`")  # fmt: skip
     else:
-        print(f"release: the tag is local until pushed: `git push origin {names}`")
+        print(f"{NAME}: the tag is local until pushed: `git push origin {names}`")
     return 0
 
 

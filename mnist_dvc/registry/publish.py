@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mnist_dvc.atomic import OutputError, atomic_output
+from mnist_dvc.errors import describe
 from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import Refused, default_remote, repo_root
 
@@ -47,9 +48,25 @@ def copy_whole(source: Path, target: Path) -> None:
             shutil.copyfile(source, partial)
     except OutputError as error:
         raise Refused(str(error)) from None
+    except OSError as error:  # a folder that takes no files (/proc/self), a file in the way
+        where = error.filename or target
+        raise Refused(f"cannot publish to {target}: {where}: {describe(error)}") from None
+
+
+def check_destination(dest: Path) -> None:
+    """Refuse a destination that reads as an option (`make publish DEST=--help`) or is not a
+    folder, before anything is copied."""
+    if str(dest).startswith("-"):
+        raise Refused(
+            f"a destination folder that starts with '-' reads as an option, got {str(dest)!r}: "
+            f"write ./{dest} for a folder of that name"
+        )
+    if dest.exists() and not dest.is_dir():
+        raise Refused(f"{dest} is not a folder: publish to a folder (it is made if missing)")
 
 
 def publish(dest: Path, remote: str | None) -> int:
+    check_destination(dest)
     root = repo_root()
     name, source = remote_folder(root, remote)
     if dest.resolve().is_relative_to(source.resolve()):
@@ -62,9 +79,9 @@ def publish(dest: Path, remote: str | None) -> int:
     for relative in new_files(source, dest):
         copy_whole(source / relative, dest / relative)
         copied += 1
-    print(f"release: copied {copied} new files from remote {name!r} ({source}) to {dest}")
+    print(f"mnist-release: copied {copied} new files from remote {name!r} ({source}) to {dest}")
     print(
-        "release: serve that folder read-only over HTTP(S); consumers then run "
+        "mnist-release: serve that folder read-only over HTTP(S); consumers then run "
         "`dvc remote add public https://HOST/PATH` (docs/releases.md)"
     )
     return copied

@@ -125,12 +125,12 @@ def register(version: str, stage: str | None) -> list[str]:
         undo(root, start, [f"{ARTIFACT}@{version}", *tags[1:]])  # the version was new
         raise
     commit = git(root, "rev-parse", "--short", "HEAD").strip()
-    print(f"release: registered {ARTIFACT} {version} at {commit} (tag {tags[0]}), a release "
+    print(f"mnist-release: registered {ARTIFACT} {version} at {commit} (tag {tags[0]}), a release "
           f"commit on {start[:7]} whose model card names it")  # fmt: skip
     for name, md5 in files.items():
-        print(f"release:   {name} md5 {md5}")
+        print(f"mnist-release:   {name} md5 {md5}")
     if stage is not None:
-        print(f"release: {ARTIFACT} {version} is now in stage {stage} (tag {tags[1]})")
+        print(f"mnist-release: {ARTIFACT} {version} is now in stage {stage} (tag {tags[1]})")
     return tags
 
 
@@ -148,5 +148,5 @@ def promote(version: str, stage: str) -> list[str]:
     check_stage(stage)
     root = repo_root()
     tag = assign(root, version, stage)
-    print(f"release: {ARTIFACT} {version} is now in stage {stage} (tag {tag})")
+    print(f"mnist-release: {ARTIFACT} {version} is now in stage {stage} (tag {tag})")
     return [tag]

@@ -24,6 +24,7 @@ from mnist_dvc.serving.bodies import (
 )
 from mnist_dvc.serving.card import MODEL_NAME
 from mnist_dvc.serving.engines import Predictor
+from mnist_dvc.serving.hosts import ANY, TrustedHosts
 from mnist_dvc.serving.schemas import _ERRORS, _PREDICT_OPENAPI, PredictResponse
 
 MAX_BATCH = 64  # images per model call when batching: where a bigger batch stopped paying
@@ -51,7 +52,10 @@ def create_app(
     max_batch: int = MAX_BATCH,
     max_body_bytes: int = MAX_BODY_BYTES,
     answer_timeout_s: float = ANSWER_TIMEOUT_S,
+    allowed_hosts: tuple[str, ...] = (ANY,),
 ) -> FastAPI:
+    """The app; `allowed_hosts` are the Host names it answers (serving/hosts.py; mnist-serve
+    chooses them from the address it listens on)."""
     batcher = Batcher(predictor, max_batch=max_batch, batching=batching)
     html = page()
 
@@ -72,6 +76,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(LimitBody, max_bytes=max_body_bytes)
+    app.add_middleware(TrustedHosts, allowed=allowed_hosts)  # the last added runs first
 
     @app.exception_handler(ClientError)
     async def client_error(_request: Request, error: ClientError) -> JSONResponse:

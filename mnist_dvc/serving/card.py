@@ -2,37 +2,45 @@
 they are the ones dvc.lock records (the project is the model folder's parent, as models/ is in
 this repository), the test accuracy if and only if dvc.lock's evaluate stage scored exactly
 these files, where the model was made (models/provenance.json), and the registry's version and
-stage when it came from there. A missing or unreadable dvc.lock or metrics.json is said, not
-fatal: the server may serve a model copied anywhere.
+stage when it came from there. A missing, unreadable or malformed dvc.lock, metrics.json or
+provenance.json is said, not fatal: the server may serve a model copied anywhere.
+
+Paths are shown relative to the project (`models/model.onnx`, `dvc.lock`): /model answers
+anyone who can reach the server, and says nothing of its machine's folders.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from mnist_dvc import dvc_lock, numerics
+from mnist_dvc import dvc_lock, numerics, records
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import describe
-from mnist_dvc.files import read_text_limited
 from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS, PROVENANCE
 from mnist_dvc.serving.engines import Engine, served_files
 
 MODEL_NAME = "mnist-cnn"
+LOCK = "dvc.lock"
+
+
+def _shown(path: Path) -> str:
+    """A file of the model folder as /model shows it: `models/model.onnx`, whatever the
+    folder's place on this machine."""
+    return f"{path.parent.resolve().name}/{path.name}"
 
 
 def model_card(model_dir: Path, engine: Engine, release: dict | None = None) -> dict[str, Any]:
     project = model_dir.resolve().parent
     try:
-        stages, lock_note = dvc_lock.read(project / "dvc.lock"), None
+        stages, lock_note = dvc_lock.read(project / LOCK, shown=LOCK), None
     except dvc_lock.LockError as error:
         stages, lock_note = {}, f"{error}: cannot say which pipeline run made the model"
     recorded = _resolved(project, dvc_lock.all_outs(stages))
     entries = []
     for path in served_files(model_dir, engine):
         md5, locked = file_digest(path), recorded.get(path.resolve())
-        entries.append({"path": str(path), "md5": md5, "dvc_lock_md5": locked,
+        entries.append({"path": _shown(path), "md5": md5, "dvc_lock_md5": locked,
                         "matches_dvc_lock": None if locked is None else locked == md5})  # fmt: skip
     matches: bool | None = None
     if all(entry["dvc_lock_md5"] for entry in entries):
@@ -51,7 +59,7 @@ def model_card(model_dir: Path, engine: Engine, release: dict | None = None) -> 
         "name": MODEL_NAME,
         "engine": engine,
         "files": entries,
-        "dvc_lock": {"path": str(project / "dvc.lock"), "matches": matches, "note": lock_note},
+        "dvc_lock": {"path": LOCK, "matches": matches, "note": lock_note},
         "metrics": _metrics(project, model_dir, stages, engine),
         "provenance": _provenance(model_dir / PROVENANCE.name, weights_md5),
         "release": release or {"version": None, "stage": None, "note": "not from the registry"},
@@ -63,7 +71,7 @@ def stale_onnx(model_dir: Path) -> str | None:
     dvc.lock's export stage; None if it is, or if nothing says otherwise."""
     project = model_dir.resolve().parent
     try:
-        export = dvc_lock.read(project / "dvc.lock").get("export")
+        export = dvc_lock.read(project / LOCK).get("export")
     except dvc_lock.LockError:
         return None
     if export is None:
@@ -82,7 +90,7 @@ def stale_onnx(model_dir: Path) -> str | None:
 
 def _metrics(project: Path, model_dir: Path, stages: dict, engine: Engine) -> dict[str, Any]:
     path = project / METRICS.name
-    empty = {"path": str(path), "accuracy": None, "loss": None}
+    empty = {"path": METRICS.name, "accuracy": None, "loss": None}
     evaluate = stages.get("evaluate")
     if evaluate is None:
         return {**empty, "note": "dvc.lock has no evaluate stage: the model has not been scored"}
@@ -98,22 +106,28 @@ def _metrics(project: Path, model_dir: Path, stages: dict, engine: Engine) -> di
         if unscored or written != file_digest(path):
             return {**empty, "note": "the served model has not been evaluated: dvc.lock's "
                     "evaluate stage scored other files (run `dvc repro evaluate`)"}  # fmt: skip
-        document = json.loads(read_text_limited(path))
-    except (OSError, ValueError) as error:
-        return {**empty, "note": describe(error)}
-    values = {key: document.get(key) for key in ("accuracy", "loss")}
-    return {"path": str(path), **values, "note": "test-set metrics of the served model"}
+        metrics = records.read_record(path, records.parse_metrics)
+    except records.RecordError as error:  # not the evaluate stage's metrics.json
+        return {**empty, "note": str(error).replace(str(path), METRICS.name)}
+    except OSError as error:
+        return {**empty, "note": f"{METRICS.name}: {describe(error)}"}
+    return {"path": METRICS.name, "accuracy": metrics.accuracy, "loss": metrics.loss,
+            "note": "test-set metrics of the served model"}  # fmt: skip
 
 
 def _provenance(path: Path, weights_md5: str | None) -> dict[str, Any]:
     """Where the served model.h5 was made, from the train stage's record beside it, if that
     record is of these very weights."""
-    made = numerics.read_provenance(path)
+    shown = _shown(path)
+    try:
+        made = records.read_provenance(path)
+    except records.RecordError as error:
+        return {"path": shown, "made": None, "note": str(error).replace(str(path), shown)}
     if made is None:
-        return {"path": str(path), "made": None, "note": "no provenance recorded"}
+        return {"path": shown, "made": None, "note": "no provenance recorded"}
     if made.get("model_h5_md5") != weights_md5:
-        return {"path": str(path), "made": None, "note": "recorded for other weights"}
-    return {"path": str(path), "made": made, "note": numerics.describe(made)}
+        return {"path": shown, "made": None, "note": "recorded for other weights"}
+    return {"path": shown, "made": made, "note": numerics.describe(made)}
 
 
 def _resolved(project: Path, md5s: dict[str, str]) -> dict[Path, str]:

@@ -1,7 +1,7 @@
 """The mnist-serve console script.
 
     mnist-serve [--engine onnx|keras] [--host 127.0.0.1] [--port 8000] [--model-dir models]
-                [--no-batching] [--max-batch 64] [--threads 1]
+                [--no-batching] [--max-batch 64] [--threads 1] [--allowed-host NAME ...]
     mnist-serve --rev v1.2.0 | --stage prod  [--repo PATH-OR-GIT-URL] [--cache-dir DIR]
 
 --rev and --stage serve a version from the registry (GTO tags, `make release`): downloaded with
@@ -14,6 +14,9 @@ GET /model                     which model: the engine, md5s of the files, dvc.l
                                the test accuracy, where it was made
 GET /healthz                   {"status": "ok"} once the model is loaded
 GET /openapi.json              the API's description (/docs is off: Swagger UI needs a CDN)
+
+Only requests whose Host header names this server are answered (--allowed-host; a page on
+another site cannot read /model or call /predict through DNS rebinding: serving/hosts.py).
 
 The model is loaded once, safely: a model.json with a Lambda layer or a foreign class, an ONNX
 file exported from another model, or a model that gives no finite probabilities is refused in
@@ -33,14 +36,15 @@ from pathlib import Path
 # Fewer of TensorFlow's C++ log lines (info and warnings) while serving.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mnist_dvc.errors import StageError, describe
+from mnist_dvc.errors import StageError, ToolError, describe
 from mnist_dvc.paths import MODEL_JSON
-from mnist_dvc.redact import redact
 from mnist_dvc.serving.app import MAX_BATCH, create_app
 from mnist_dvc.serving.card import model_card, stale_onnx
 from mnist_dvc.serving.engines import ENGINES, load_engine
 from mnist_dvc.serving.fetched import default_cache, fetch
+from mnist_dvc.serving.hosts import default_hosts
 from mnist_dvc.serving.protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, with_limits
+from mnist_dvc.tool import ToolParser, run_tool, whole_number
 
 THREADS = 1  # per operation: on a 2-core machine the event loop needs the other core
 # Connections served at once; one more is answered 503 and closed. With at most SPOOL_BYTES of a
@@ -75,22 +79,6 @@ def quiet_stderr() -> Iterator[None]:
                 sys.stderr.flush()
 
 
-def positive(least: int, most: int | None = None):
-    """An argparse type: an integer from `least` to `most`, or a one-line usage error."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < least or (most is not None and value > most):
-            span = f"from {least} to {most}" if most is not None else f"at least {least}"
-            raise argparse.ArgumentTypeError(f"{value}: must be {span}")
-        return value
-
-    return parse
-
-
 def seconds(text: str) -> float:
     """An argparse type: a number of seconds from 0.1 to 3600."""
     try:
@@ -103,7 +91,7 @@ def seconds(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(
+    parse = ToolParser(
         prog="mnist-serve",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -115,7 +103,15 @@ def parser() -> argparse.ArgumentParser:
         help="onnx: models/model.onnx in ONNX Runtime (default); keras: model.json + model.h5",
     )
     parse.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parse.add_argument("--port", type=positive(1, 65535), default=8000)
+    parse.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a name the server is reached by, as the Host header says it (repeat it; '*' for "
+        "any). Default: localhost, 127.0.0.1 and ::1, and --host unless it is 0.0.0.0 or ::, "
+        "which allow any. Other names are answered 400: a DNS-rebinding page cannot use it",
+    )
+    parse.add_argument("--port", type=whole_number(1, 65535), default=8000)
     parse.add_argument(
         "--model-dir",
         type=Path,
@@ -140,14 +136,14 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument(
         "--max-batch",
-        type=positive(1, 4096),
+        type=whole_number(1, 4096),
         default=MAX_BATCH,
         help=f"images per model call when batching (default {MAX_BATCH})",
     )
     parse.add_argument(
         "--threads",
         "--tf-threads",
-        type=positive(0, 256),
+        type=whole_number(0, 256),
         default=THREADS,
         help="the engine's threads per operation; 0: one per core (default %(default)s: the "
         "event loop needs a core of its own)",
@@ -168,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument(
         "--max-connections",
-        type=positive(1, 65536),
+        type=whole_number(1, 65536),
         default=MAX_CONNECTIONS,
         help="connections served at once (default %(default)s); a request on one more is "
         "answered 503",
@@ -192,43 +188,44 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The console script, inside the one error boundary (mnist_dvc/tool.py)."""
+    return run_tool("mnist-serve", serve, argv)
+
+
+def serve(argv: list[str] | None) -> int:
     parse = parser()
     args = parse.parse_args(argv)
     from_registry = args.rev is not None or args.stage is not None
     if from_registry and args.model_dir is not None:
         parse.error("--model-dir serves a folder; --rev and --stage a registered version")
     release = None
+    if from_registry:
+        cache = args.cache_dir or default_cache()
+        fetched = fetch(args.repo, args.rev, args.stage, cache)
+        args.model_dir, release = fetched.model_dir, fetched.release()
+        print(f"mnist-serve: {release['note']}: {fetched.model_dir}", file=sys.stderr)
+    args.model_dir = args.model_dir or MODEL_JSON.parent
     try:
-        if from_registry:
-            cache = args.cache_dir or default_cache()
-            fetched = fetch(args.repo, args.rev, args.stage, cache)
-            args.model_dir, release = fetched.model_dir, fetched.release()
-            print(f"mnist-serve: {release['note']}: {fetched.model_dir}", file=sys.stderr)
-        args.model_dir = args.model_dir or MODEL_JSON.parent
         with quiet_stderr():
             if args.engine == "onnx" and (stale := stale_onnx(args.model_dir)):
                 raise StageError(stale)
             predictor = load_engine(args.model_dir, args.engine, threads=args.threads or None)
             card = model_card(args.model_dir, args.engine, release)
-    except StageError as error:
-        print(f"mnist-serve: error: {redact(str(error))}", file=sys.stderr)
-        return 1
     except OSError as error:  # the files vanished between loading and hashing
-        print(f"mnist-serve: error: {args.model_dir}: {describe(error)}", file=sys.stderr)
-        return 1
+        raise ToolError(f"{args.model_dir}: {describe(error)}") from None
     try:  # the port, before the minutes of a start are spent
         import socket
 
         with socket.create_server((args.host, args.port)):
             pass
     except OSError as error:
-        print(f"mnist-serve: error: cannot listen on {args.host}:{args.port}: "
-              f"{describe(error)}", file=sys.stderr)  # fmt: skip
-        return 1
+        raise ToolError(f"cannot listen on {args.host}:{args.port}: {describe(error)}") from None
 
     import uvicorn
 
-    app = create_app(predictor, card, batching=not args.no_batching, max_batch=args.max_batch)
+    allowed = tuple(args.allowed_host or default_hosts(args.host))
+    app = create_app(predictor, card, batching=not args.no_batching, max_batch=args.max_batch,
+                     allowed_hosts=allowed)  # fmt: skip
     accuracy = card["metrics"]["accuracy"]
     files = ", ".join(f"{Path(f['path']).name} md5 {f['md5'][:8]}" for f in card["files"])
     print(

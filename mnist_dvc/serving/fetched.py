@@ -50,15 +50,17 @@ class Fetched:
     downloaded: bool  # False: it was in the cache folder already
 
     def release(self) -> dict:
-        """What GET /model says of where the model came from."""
+        """What GET /model says of where the model came from: a repository's URL redacted, a
+        local one by its folder's name only (no path of the server's machine)."""
         how = "downloaded" if self.downloaded else "from the cache folder"
         stage = f", the version in stage {self.registered.stage}" if self.registered.stage else ""
+        repo = redact(self.repo) if is_url(self.repo) else Path(self.repo).name
         return {
             "version": self.registered.version,
             "stage": self.registered.stage,
             "commit": self.registered.commit,
-            "repo": redact(self.repo),
-            "note": f"{ARTIFACT} {self.registered.version}{stage}, {how} from {redact(self.repo)}",
+            "repo": repo,
+            "note": f"{ARTIFACT} {self.registered.version}{stage}, {how} from {repo}",
         }
 
 

@@ -37,31 +37,25 @@ from mnist_dvc.sweep.output import (
     ray_messages_to_stderr,
     summary,
 )
-from mnist_dvc.sweep.plan import Plan, SweepError, UsageError, dvc_remotes, make_plan
+from mnist_dvc.sweep.plan import Plan, dvc_remotes, make_plan
 from mnist_dvc.sweep.task import Job, Outcome
+from mnist_dvc.tool import ToolParser, run_tool, whole_number
 
 DEFAULT_CPUS = 2  # what one training uses well: TensorFlow's ops on this model scale to ~2 cores
 DEFAULT_PULL = ("data/prepared",)  # the train stage's data: no node fetches MNIST again
 DEFAULT_RETRIES = 3  # per task, when its worker or node dies or git/DVC remote calls fail
+MAX_CPUS = 1024  # per experiment: more than any one node has, which Ray would wait for forever
+MAX_RETRIES = 100  # a task that failed a hundred times will not succeed on the next try
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return sweep(args)
-    except UsageError as error:
-        print(f"mnist-sweep: error: {redact(str(error))}", file=sys.stderr)
-        return 2
-    except SweepError as error:
-        print(f"mnist-sweep: error: {redact(str(error))}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("mnist-sweep: interrupted", file=sys.stderr)
-        return 130
+    """The console script, inside the one error boundary (mnist_dvc/tool.py): a refusal exits
+    1, a usage error 2, Ctrl-C 130."""
+    return run_tool("mnist-sweep", lambda argv: sweep(parse_args(argv)), argv)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="mnist-sweep", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
@@ -85,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--cpus",
-        type=positive_int,
+        type=whole_number(1, MAX_CPUS),
         default=DEFAULT_CPUS,
         help=f"CPUs each experiment holds (default {DEFAULT_CPUS})",
     )
@@ -104,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--retries",
-        type=int,
+        type=whole_number(0, MAX_RETRIES),
         default=DEFAULT_RETRIES,
         help=f"tries more per experiment when a node dies (default {DEFAULT_RETRIES})",
     )
@@ -120,16 +114,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="print the end of each failed experiment's output",
     )
     return parser.parse_args(argv)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is less than 1")
-    return value
 
 
 def sweep(args: argparse.Namespace) -> int:

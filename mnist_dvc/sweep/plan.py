@@ -26,6 +26,8 @@ class SweepError(ToolError):
 class UsageError(SweepError):
     """Bad command-line input (exit status 2, as argparse's own)."""
 
+    exit_status = 2
+
 
 @dataclass(frozen=True)
 class Plan:

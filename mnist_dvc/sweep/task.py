@@ -14,7 +14,6 @@ run_experiment and to rebuild the Job, the Outcome and an InfraError.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mnist_dvc import documents
 from mnist_dvc.commands import NO_PROMPTS, last_line
 from mnist_dvc.errors import ToolError
 from mnist_dvc.files import read_text_limited
@@ -309,8 +309,8 @@ def fresh_metrics(path: Path, since: float) -> dict[str, float]:
 def read_metrics(path: Path) -> dict[str, float]:
     """The top-level numbers of a metrics file (accuracy, loss), or none."""
     try:
-        metrics = json.loads(read_text_limited(path))
-    except (OSError, ValueError):
+        metrics = documents.load_json(read_text_limited(path))
+    except (OSError, ValueError):  # ValueError: not JSON (documents.DocumentError), not UTF-8
         return {}
     if not isinstance(metrics, dict):
         return {}

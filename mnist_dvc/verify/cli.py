@@ -16,22 +16,21 @@ HEAD, which are read from git alone: no DVC cache or remote is needed. One verdi
 
 Exit status: 0 identical or equivalent, 1 different, 2 an error (one line on stderr: not a git
 repository with a dvc.yaml, no committed results, no results in the work tree, a work tree
-whose outputs are not what its dvc.lock records, or a file that cannot be read).
+whose outputs, params or code are not what its dvc.lock records, a file that cannot be read,
+or a usage error), 130 Ctrl-C, 141 its output closed early, 70 a bug.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from mnist_dvc.redact import redact
-from mnist_dvc.verify.reading import VerifyError, load_committed, load_work
+from mnist_dvc.tool import ToolParser, run_tool
+from mnist_dvc.verify.reading import load_committed, load_work
 from mnist_dvc.verify.verdict import Verdict, compare
 
 EXIT = {"identical": 0, "equivalent": 0, "different": 1}
-ERROR_EXIT = 2
 
 
 def render_text(verdict: Verdict) -> str:
@@ -55,20 +54,24 @@ def render_json(verdict: Verdict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    """The console script: an error (a refusal, a usage error, anything) is one line on stderr
+    and, with --json, {"verdict": null, "error": ...} on stdout (mnist_dvc/tool.py)."""
+    return run_tool("mnist-verify", verify, argv, json_error=json_error)
+
+
+def json_error(message: str) -> dict:
+    return {"verdict": None, "error": message}
+
+
+def verify(argv: list[str] | None) -> int:
+    parser = ToolParser(
         prog="mnist-verify", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--repo", type=Path, default=Path("."), help="the pipeline's folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    try:
-        committed = load_committed(args.repo)
-        work = load_work(args.repo)
-    except VerifyError as error:
-        print(f"mnist-verify: error: {redact(str(error))}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"verdict": None, "error": redact(str(error))}))
-        return ERROR_EXIT
+    committed = load_committed(args.repo)
+    work = load_work(args.repo)
     verdict = compare(work, committed)
     print(render_json(verdict) if args.json else render_text(verdict))
     return EXIT[verdict.verdict]

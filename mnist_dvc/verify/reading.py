@@ -2,8 +2,10 @@
 from its files, each parsed into Results; every refusal is a VerifyError of one line that names
 the file at fault (HEAD:path for a committed one).
 
-A work tree is refused, too, when its outputs are not what its dvc.lock records, or when that
-lock comes from `dvc repro` of only some stages: its results would not belong together.
+A work tree is refused, too, when `dvc status` would not call it up to date: its outputs are
+not what its dvc.lock records, its params.yaml values or its stages' code changed since the
+stages ran, or that lock comes from `dvc repro` of only some stages: its results would not
+belong to its params and code, nor together. This is checked before any result is parsed.
 
 Every file is read only if it is a regular file of at most MAX_RECORD_BYTES (a committed one by
 the size git records, before it is read), and model.h5 is hashed only if it is a regular file
@@ -12,18 +14,14 @@ the size git records, before it is read), and model.h5 is hashed only if it is a
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mnist_dvc import commands, dvc_lock
+from mnist_dvc import commands, documents, dvc_lock, records
 from mnist_dvc.digests import file_digest
+from mnist_dvc.documents import quote, shorten
 from mnist_dvc.errors import ToolError, describe
 from mnist_dvc.files import MAX_RECORD_BYTES, read_limited, too_large
 from mnist_dvc.paths import METRICS, MODEL_WEIGHTS, PARAMS, PREDICTIONS, PROVENANCE
@@ -31,8 +29,6 @@ from mnist_dvc.paths import METRICS, MODEL_WEIGHTS, PARAMS, PREDICTIONS, PROVENA
 WEIGHTS = str(MODEL_WEIGHTS)  # as dvc.lock spells it
 LOCK = Path("dvc.lock")
 RESULTS = (LOCK, METRICS, PREDICTIONS)  # what a side must have to be compared
-HEADER = ["actual", "predicted"]
-DIGITS = frozenset("0123456789")
 RUN_REPRO = "run `dvc repro` (or `make`)"
 NO_COMMITTED = (
     "HEAD has no committed results: run `dvc repro` and commit dvc.lock, metrics.json and reports/"
@@ -44,6 +40,8 @@ MAX_SETTINGS = 10_000  # dotted keys of params.yaml: YAML aliases could multiply
 
 class VerifyError(ToolError):
     """The comparison cannot be made; the message is one line that says why."""
+
+    exit_status = 2  # 1 is a verdict: different
 
 
 @dataclass(frozen=True)
@@ -139,21 +137,6 @@ def read_work(repo: Path, paths: tuple[Path, ...]) -> dict[Path, bytes | None]:
 # -------------------------------------------------------------------------------- parsing them
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _finite(text: str) -> float:
-    if not math.isfinite(number := float(text)):
-        raise ValueError(f"{text} is too large a number")
-    return number
-
-
-def _json(data: bytes) -> Any:
-    """Strict JSON: no NaN, no infinities (so that --json can print what it read)."""
-    return json.loads(data, parse_constant=_reject_constant, parse_float=_finite)
-
-
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """A nested mapping as dotted keys: {"train": {"seed": 42}} -> {"train.seed": 42}; a
     ValueError past MAX_SETTINGS keys (YAML's aliases can nest a mapping in itself many times
@@ -173,79 +156,51 @@ def _flatten_into(flat: dict[str, Any], tree: Any, prefix: str) -> None:
         flat[prefix[:-1]] = tree
 
 
-def _parse_params(data: bytes | None) -> dict[str, Any]:
-    params = yaml.safe_load(data) if data else None
+def _params_tree(data: bytes | None, version: str = "1.1") -> dict[str, Any]:
+    """params.yaml as a nested mapping (bounded: mnist_dvc/documents.py), read as the stages
+    read it (YAML 1.1), or as DVC does (1.2)."""
+    params = documents.load_yaml(data, version) if data else None
     if params is not None and not isinstance(params, dict):
         raise ValueError("not a mapping of params")
-    return flatten(params or {})
+    return params or {}
 
 
-def _parse_metrics(data: bytes) -> float:
-    metrics = _json(data)
-    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
-    if isinstance(accuracy, bool) or not isinstance(accuracy, int | float):
-        raise ValueError("no accuracy (a number)")
-    if not 0 <= accuracy <= 1:
-        raise ValueError(f"accuracy {accuracy} is not between 0 and 1")
-    return float(accuracy)
-
-
-def _parse_predictions(data: bytes) -> list[tuple[int, int]]:
-    rows = csv.reader(data.decode().splitlines())
-    if next(rows, None) != HEADER:
-        raise ValueError(f"the first line must be {','.join(HEADER)}")
-    predictions = []
-    for line, row in enumerate(rows, start=2):
-        if not row:
-            continue  # a blank line
-        if len(row) != 2 or not all(len(cell) == 1 and cell in DIGITS for cell in row):
-            raise ValueError(f"line {line}: expected two digits 0-9, got {','.join(row)!r}")
-        predictions.append((int(row[0]), int(row[1])))
-    if not predictions:
-        raise ValueError("no predictions")
-    return predictions
+def _parse_params(data: bytes | None) -> dict[str, Any]:
+    return flatten(_params_tree(data))
 
 
 def _parse_provenance(data: bytes | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    provenance = _json(data)
-    if not isinstance(provenance, dict):
-        raise ValueError("not a JSON object")
-    return provenance
-
-
-def _reason(error: Exception) -> str:
-    """What is wrong with a file, in one line: a syntax error as "not valid ...", with its line."""
-    if isinstance(error, json.JSONDecodeError):
-        return f"not valid JSON: {error.msg} (line {error.lineno})"
-    return dvc_lock.yaml_reason(error)
+    return None if data is None else records.parse_provenance(data)
 
 
 def _parse(files: dict[Path, bytes | None], where: str, commit: str = "") -> Results:
     """Results from the files of one side; an error names the file at fault."""
     prefix = "HEAD:" if commit else ""
+    stages = _stages(files, prefix)
 
     def parsed(path: Path, parse: Any) -> Any:
         try:
             return parse(files[path])
-        except (ValueError, TypeError, AttributeError, yaml.YAMLError, csv.Error) as error:
-            raise VerifyError(f"{prefix}{path}: {_reason(error)}") from error
+        except ValueError as error:  # documents.DocumentError, or what flatten refuses
+            raise VerifyError(f"{prefix}{path}: {error}") from error
 
-    try:  # every entry of every stage, or an error: the strict reading
-        stages = dvc_lock.parse(files[LOCK] or b"", f"{prefix}{LOCK}", strict=True)
-    except dvc_lock.LockError as error:
-        raise VerifyError(str(error)) from error
     return Results(
         where=where,
         commit=commit,
         outs={name: stage.outs for name, stage in stages.items()},
         deps={name: stage.deps for name, stage in stages.items()},
         params=parsed(PARAMS, _parse_params),
-        accuracy=parsed(METRICS, _parse_metrics),
-        predictions=parsed(PREDICTIONS, _parse_predictions),
+        accuracy=parsed(METRICS, records.parse_metrics).accuracy,
+        predictions=parsed(PREDICTIONS, documents.load_digit_pairs),
         provenance=parsed(PROVENANCE, _parse_provenance),
     )
+
+
+def _stages(files: dict[Path, bytes | None], prefix: str) -> dict[str, dvc_lock.Stage]:
+    try:  # every entry of every stage, or an error: the strict reading
+        return dvc_lock.parse(files[LOCK] or b"", f"{prefix}{LOCK}", strict=True)
+    except dvc_lock.LockError as error:
+        raise VerifyError(str(error)) from error
 
 
 # ---------------------------------------------------------------------------------- both sides
@@ -260,41 +215,130 @@ def load_committed(repo: Path) -> Results:
     return _parse(files, "HEAD", commit)
 
 
-def _check_up_to_date(repo: Path, work: Results) -> None:
-    """Refuse a work tree whose model.h5, metrics or predictions are not what its dvc.lock
-    records, or whose lock has a stage that ran on another version of an earlier stage's
-    output (`dvc repro` of only some stages): its results would not belong together."""
-    recorded = {path: md5 for outs in work.outs.values() for path, md5 in outs.items()}
+def _check_up_to_date(repo: Path, files: dict[Path, bytes | None]) -> None:
+    """Refuse a work tree that `dvc status` would not call up to date, before any of its
+    results is parsed: a model.h5, metrics or predictions that are not what its dvc.lock
+    records (a 200 MB predictions.csv is refused by its md5, unparsed), params.yaml values or
+    code that changed since the stages ran, or a lock with a stage that ran on another version
+    of an earlier stage's output (`dvc repro` of only some stages): results that do not belong
+    to the work tree's params and code would be judged as if they did."""
+    stages = _stages(files, "")
+    recorded = dvc_lock.all_outs(stages)
     if WEIGHTS not in recorded:
         raise VerifyError(f"dvc.lock records no {MODEL_WEIGHTS}: {RUN_REPRO}")
     if not (repo / MODEL_WEIGHTS).exists():
         raise VerifyError(f"the work tree has no {MODEL_WEIGHTS}: {RUN_REPRO}")
     for path in (MODEL_WEIGHTS, METRICS, PREDICTIONS):
-        try:
-            unchanged = str(path) not in recorded or file_digest(repo / path) == recorded[str(path)]
-        except OSError as error:
-            raise VerifyError(f"{path}: {describe(error)}") from error
-        if not unchanged:
+        if str(path) in recorded and _md5(repo, path) != recorded[str(path)]:
             raise VerifyError(
                 f"the work tree's {path} is not what dvc.lock records: run `dvc repro`"
             )
-    for stage, deps in work.deps.items():
-        for path, md5 in deps.items():
+    # Every other output that is a file (model.onnx, the model card, ...), where it is there: an
+    # edited one is `modified` for `dvc status` (folders are left out: hashing saved_model's
+    # files as DVC does would cost more than the verdict).
+    for path, md5 in recorded.items():
+        if not md5.endswith(".dir") and _inside(path) and _md5(repo, path) not in (None, md5):
+            raise VerifyError(
+                f"the work tree's {shorten(path)} is not what dvc.lock records: run `dvc repro`"
+            )
+    _check_params(repo, stages)
+    _check_code(repo, stages, recorded)
+    for stage, entry in stages.items():
+        for path, md5 in entry.deps.items():
             if path in recorded and md5 != recorded[path]:
                 raise VerifyError(
-                    f"dvc.lock's stage {stage} ran on another {path}: run `dvc repro`"
+                    f"dvc.lock's stage {shorten(stage)} ran on another {shorten(path)}: run "
+                    "`dvc repro`"
+                )
+
+
+def _md5(repo: Path, path: Path | str) -> str | None:
+    """The md5 of the work tree's file at `path`, or None where there is no such file."""
+    try:
+        return file_digest(repo / path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise VerifyError(f"{shorten(str(path))}: {describe(error)}") from error
+
+
+def _check_params(repo: Path, stages: dict[str, dvc_lock.Stage]) -> None:
+    """Refuse params whose values in the work tree's params files differ from those dvc.lock
+    says each stage ran with, compared as DVC compares them (by value: 1 and 1.0 are one)."""
+    trees: dict[str, dict[str, Any]] = {}
+    for stage, entry in stages.items():
+        for name, values in entry.params.items():
+            if name not in trees:
+                trees[name] = _read_params_file(repo, name)
+            try:
+                recorded = flatten(values)
+            except ValueError as error:  # more keys than any params file has
+                raise VerifyError(f"dvc.lock: stage {shorten(stage)}: params: {error}") from None
+            for key, then in recorded.items():
+                now = _lookup(trees[name], key)
+                if now is _ABSENT or now != then:
+                    shown = "is not set" if now is _ABSENT else f"is {quote(now)}"
+                    raise VerifyError(
+                        f"{shorten(name)}'s {shorten(key)} {shown}, but dvc.lock's stage "
+                        f"{shorten(stage)} ran with {quote(then)}: run `dvc repro`"
+                    )
+
+
+_ABSENT = object()
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    """The value at a dotted key of a nested mapping, or _ABSENT."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _ABSENT
+        tree = tree[part]
+    return tree
+
+
+def _inside(path: str) -> bool:
+    """Whether a path dvc.lock names is inside the repository (neither absolute nor ..)."""
+    return not Path(path).is_absolute() and ".." not in Path(path).parts
+
+
+def _read_params_file(repo: Path, name: str) -> dict[str, Any]:
+    if not _inside(name):
+        raise VerifyError(f"dvc.lock: params file {quote(name)} is outside the repository")
+    try:
+        # As DVC reads it, to compare with what DVC recorded in dvc.lock
+        return _params_tree(read_limited(repo / name, MAX_RECORD_BYTES), version="1.2")
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise VerifyError(f"{shorten(name)}: {describe(error)}") from error
+    except ValueError as error:
+        raise VerifyError(f"{shorten(name)}: {error}") from error
+
+
+def _check_code(repo: Path, stages: dict[str, dvc_lock.Stage], outs: dict[str, str]) -> None:
+    """Refuse a file a stage depends on (its code, params.yaml for check_params) that is not
+    what dvc.lock records; folders (data/raw, data/prepared) and the outputs of other stages
+    are left to the checks of the outputs."""
+    for stage, entry in stages.items():
+        for path, md5 in entry.deps.items():
+            if md5.endswith(".dir") or path in outs or not _inside(path):
+                continue
+            now = _md5(repo, path)
+            if now is not None and now != md5:
+                raise VerifyError(
+                    f"{shorten(path)} changed since dvc.lock's stage {shorten(stage)} ran: run "
+                    "`dvc repro`"
                 )
 
 
 def load_work(repo: Path) -> Results:
     """The work tree's results, from its files; refused when it has none, or when they are not
-    what its dvc.lock records."""
+    what its dvc.lock records (checked before they are parsed)."""
     files = read_work(repo, (*RESULTS, PARAMS, PROVENANCE))
     missing = [str(path) for path in RESULTS if files[path] is None]
     if len(missing) == len(RESULTS):
         raise VerifyError(NO_WORK)
     if missing:
         raise VerifyError(f"the work tree has no {' or '.join(missing)}: {RUN_REPRO}")
-    work = _parse(files, "the work tree")
-    _check_up_to_date(repo, work)
-    return work
+    _check_up_to_date(repo, files)
+    return _parse(files, "the work tree")

@@ -175,7 +175,7 @@ def one_line_refusal(run: subprocess.CompletedProcess) -> str:
     assert run.returncode == 1, run.stdout + run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("release: error: ") and lines[0].endswith("no tag was made")
+    assert lines[0].startswith("mnist-release: error: ") and lines[0].endswith("no tag was made")
     return lines[0]
 
 
@@ -494,7 +494,7 @@ def test_hostile_make_values_run_nothing_and_change_nothing(registry, tmp_path, 
     said = [
         line for line in run.stderr.splitlines() if not re.match(r"make(\[\d+\])?: \*\*\*", line)
     ]
-    assert len(said) == 1 and said[0].startswith("release: error: "), run.stderr
+    assert len(said) == 1 and said[0].startswith("mnist-release: error: "), run.stderr
     assert git_state(repo) == before
 
 
@@ -503,7 +503,9 @@ def test_publish_refuses_a_folder_inside_the_remote(registry):
     run = sh("make", "-s", "publish", f"DEST={dest}", "REMOTE=store", cwd=registry.producer,
              check=False)  # fmt: skip
     assert run.returncode != 0
-    assert f"release: error: {dest} is inside remote 'store' ({registry.storage})" in run.stderr
+    assert (
+        f"mnist-release: error: {dest} is inside remote 'store' ({registry.storage})" in run.stderr
+    )
     assert not dest.exists()
 
 
@@ -518,7 +520,7 @@ def test_a_remote_url_password_is_never_printed(tmp_path):
     assert run.returncode == 1
     assert "hunter2" not in run.stdout + run.stderr
     assert run.stderr.startswith(
-        "release: error: remote 'pub' is https://user:***@127.0.0.1/dvc, not a local folder"
+        "mnist-release: error: remote 'pub' is https://user:***@127.0.0.1/dvc, not a local folder"
     )
 
 

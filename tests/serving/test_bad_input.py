@@ -71,6 +71,8 @@ BAD_JSON = {
     "overflow to infinity": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"1e999", 1), 422, ""),
     "over 1": (instances([[[255] * 28] * 28]), 422, ""),
     "negative": (instances([[[-0.5] * 28] * 28]), 422, ""),
+    # no digit, as a uniform upload or .npy image (mnist_dvc/inputs.py: one rule)
+    "uniform": (instances([ONE, [[0.5] * 28] * 28]), 422, "instances[1]: no ink"),
     "too many instances": (instances([[[0] * 28] * 28] * (MAX_INSTANCES + 1)), 422, "at most"),
     "nested too deep": (b"[" * 100_000 + b"]" * 100_000, 400, "not JSON"),
     # 8 MiB of these would take 300 MB to parse: refused by counting first
@@ -213,3 +215,12 @@ def test_a_model_that_does_not_answer_in_time_is_a_503(model_dir):
         answer = client.post("/predict", json={"instances": digit_images(1).tolist()})
     assert answer.status_code == 503
     assert "retry" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "I;16"])
+def test_a_large_bilevel_palette_or_16_bit_upload_is_read(client, mode):
+    """2048 px or more in these modes were a 422 "image has wrong mode", as in mnist-predict."""
+    from tests.test_predict import drawn_seven
+
+    answer = client.post("/predict", files={"file": ("seven.png", drawn_seven(2048, mode))})
+    assert answer.status_code == 200, answer.text

@@ -60,20 +60,51 @@ def test_the_real_server_answers_and_stops(model_dir, predictor, kind):
         assert httpx.get(f"{url}/model").json()["dvc_lock"]["matches"] is True
 
 
+def raw_answer(port: int, request: bytes) -> tuple[int, bytes]:
+    """The status and body of one request sent as bytes over a real socket."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.slow
+def test_a_dns_rebinding_page_can_neither_read_model_nor_predict(model_dir):
+    """A page of attacker.example, its name rebound to 127.0.0.1, sends requests whose Host is
+    attacker.example: refused over the real socket; the server's own name is answered, and
+    /model names no folder of the server's machine."""
+    with serving(model_dir) as url:
+        port = int(url.rpartition(":")[2])
+        for request in (
+            b"GET /model HTTP/1.1\r\nHost: attacker.example:%d\r\nConnection: close\r\n\r\n",
+            b"POST /predict HTTP/1.1\r\nHost: attacker.example\r\nContent-Type: application/json"
+            b'\r\nContent-Length: 17\r\nConnection: close\r\n\r\n{"instances": []}',
+        ):
+            status, body = raw_answer(port, request % port if b"%d" in request else request)
+            assert status == 400
+            assert "names no host this server answers to" in json.loads(body)["detail"]
+        card = httpx.get(f"{url}/model").json()
+        assert str(model_dir.resolve().parent) not in json.dumps(card)
+        assert card["files"][0]["path"] == "models/model.onnx"
+
+
 @pytest.mark.slow
 def test_the_real_server_refuses_a_huge_body_before_reading_it(model_dir):
     with serving(model_dir) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 1000000000\r\n\r\n{"
             )  # a gigabyte announced, one byte sent: the answer comes anyway
             head = sock.recv(4096).decode()
         assert head.startswith("HTTP/1.1 413"), head
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n"
             )
             chunk = b"100000\r\n" + b" " * (1 << 20) + b"\r\n"  # 1 MiB chunks, no end
@@ -131,7 +162,7 @@ def test_request_heads_that_do_not_arrive_in_time_get_a_408_and_are_closed(model
                 sock = stack.enter_context(socket.create_connection(("127.0.0.1", port)))
                 sock.settimeout(15)
                 if i:  # the first sends nothing at all
-                    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: app")
+                    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: app")
                 slow.append(sock)
             assert httpx.get(f"{url}/healthz").status_code == 200  # not blocked meanwhile
             for sock in slow:
@@ -202,7 +233,7 @@ def drip_bodies(port: int, count: int, limit_s: float) -> list[tuple[float, byte
     """`count` connections that send a request's head, then its body one byte every 0.5 s;
     for each, when the server closed it (seconds from the start) and what it answered."""
     head = (
-        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: 1000\r\n\r\n"
     )
     start = time.monotonic()
@@ -266,7 +297,7 @@ def test_request_heads_over_the_size_limit_get_a_431_and_are_closed(model_dir, t
         chunk = b"a" * (64 << 10)
         for _ in range(4):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ")
                 sent, answer = 0, b""
                 while sent < 64 << 20 and not answer:  # a 64 MiB header, unless refused
                     try:

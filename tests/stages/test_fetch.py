@@ -401,3 +401,46 @@ def test_a_gzip_file_that_unpacks_to_more_than_mnist_is_cut_off(
         f"fetch: skipped {folder}: {mnist.TRAIN_IMAGES.name}.gz: more than {size} bytes "
         "unpacked, larger than MNIST's file"
     )
+
+
+def test_a_redirect_to_a_port_that_is_not_a_number_is_one_line(server, workdir, tmp_path, capsys):
+    """A redirect whose URL has a port of letters was a ValueError traceback."""
+    with pytest.raises(FetchError):
+        _run([f"{server}/moved/abc/"], workdir, tmp_path / "cache")
+    assert capsys.readouterr().err.strip() == (
+        f"fetch: skipped {server}/moved/abc/: train-images-idx3-ubyte.gz: not a URL that can be "
+        "fetched: Port could not be cast to integer value as 'abc'"
+    )
+
+
+def _alias_bomb() -> str:
+    """1.3 KB of sources.yaml that names 9**9 strings."""
+    lines = ["a0: &a0 [" + ", ".join(["https://example.invalid/mnist/"] * 9) + "]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\nsources: *a8\ntimeout_s: 60.0\n"
+
+
+@pytest.mark.slow  # the stage in a process of its own, as dvc runs it
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (_alias_bomb(), "more than 100,000 values once its aliases are expanded"),
+        ("sources: " + "[" * 100_000 + "]" * 100_000, "nested more than 32 levels deep"),
+        (
+            "sources: [https://example.invalid/mnist/]\ntimeout_s: 1.0e+300\n",
+            "timeout_s: input should be less than or equal to 86400 (got 1e+300)",
+        ),
+        (
+            f"sources: ['https://user:{PASSWORD}@127.0.0.1:abc/mnist/']\ntimeout_s: 60.0\n",
+            "sources.0: its port is not a number from 0 to 65535 (got "
+            "'https://user:***@127.0.0.1:abc/mnist/')",
+        ),
+    ],
+    ids=["alias bomb", "nesting", "timeout", "port"],
+)
+def test_a_hostile_sources_yaml_ends_the_stage_in_one_line(workdir, tmp_path, text, said):
+    (workdir / "sources.yaml").write_text(text)
+    run = run_stage_module("fetch", workdir, MNIST_CACHE_DIR=str(tmp_path / "empty"))
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == f"fetch: error: sources.yaml: {said}\n"
+    assert [p.name for p in workdir.rglob("*") if p.is_file()] == ["sources.yaml"]

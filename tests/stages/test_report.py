@@ -1,6 +1,8 @@
 import hashlib
+import json
 
 import numpy as np
+import pytest
 
 from mnist_dvc.released import Release, read_release, write_release
 from stages.report import confusion_matrix, draw_confusion, model_card
@@ -54,16 +56,47 @@ def test_damaged_inputs_are_one_line_errors(tmp_path):
     import pytest
 
     from mnist_dvc.errors import StageError
-    from stages.report import read_scores
+    from stages.report import read_per_digit, read_scores
 
     bad = tmp_path / "metrics.json"
-    bad.write_text('{"accuracy": ')
-    with pytest.raises(StageError, match=r"metrics\.json: not the evaluate stage's JSON"):
-        read_scores(bad)
+    for text, reason in [
+        ('{"accuracy": ', "not valid JSON: Expecting value (line 1)"),
+        ('{"accuracy": "high", "loss": 0.1}', "no accuracy (a number)"),
+        ('{"accuracy": 0.9}', "no loss (a number)"),
+        ("[" * 100_000, "nested more than 32 levels deep"),
+        ('{"accuracy": 0.9, "loss": ' + "[" * 20 + "]" * 20 + "}", "no loss (a number)"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(StageError) as error:
+            read_scores(bad)
+        assert str(error.value) == f"{bad}: {reason}"
+    bad.write_text('{"0": 0.5}')
+    with pytest.raises(StageError, match=r"metrics\.json: no 1 \(a number\)"):
+        read_per_digit(bad)
     csv = tmp_path / "predictions.csv"
     csv.write_text("actual,predicted\n7,12\n")
-    with pytest.raises(StageError, match=r"predictions\.csv: not actual,predicted digits 0-9"):
+    with pytest.raises(StageError, match=r"predictions\.csv: line 2: expected two digits 0-9"):
         confusion_matrix(csv)
+
+
+def test_a_provenance_of_the_wrong_shape_is_one_line(tmp_path):
+    import pytest
+
+    from mnist_dvc.records import RecordError, read_provenance
+
+    made = tmp_path / "provenance.json"
+    for text, reason in [
+        ('{"cpu": "a string"}', "cpu: expected dict, got 'a string'"),
+        ('{"cpu": {"flags": "avx2"}}', "cpu.flags: expected a list of names, got 'avx2'"),
+        ('{"versions": {"numpy": [1]}}', "versions: holds [1], not what the train stage writes"),
+        ('{"threads": [2]}', "threads: expected dict, got [2]"),
+        ("[]", "not a JSON object"),
+    ]:
+        made.write_text(text)
+        with pytest.raises(RecordError) as error:
+            read_provenance(made)
+        assert str(error.value) == f"{made}: {reason}"
+    assert read_provenance(tmp_path / "absent.json") is None
 
 
 def test_card_names_a_release_only_for_its_files(tmp_path):
@@ -92,3 +125,41 @@ def test_a_damaged_release_file_is_one_line(tmp_path):
         path.write_text(text)
         with pytest.raises(StageError, match=r"release\.yaml: "):
             read_release(path)
+
+
+def _report_inputs(folder, provenance: str, metrics: str) -> None:
+    from tests.helpers import write_params
+
+    write_params(folder / "params.yaml")
+    (folder / "models").mkdir()
+    (folder / "models" / "model.json").write_text("{}")
+    (folder / "models" / "model.h5").write_bytes(b"weights")
+    (folder / "models" / "provenance.json").write_text(provenance)
+    (folder / "reports").mkdir()
+    (folder / "metrics.json").write_text(metrics)
+    (folder / "reports" / "per_digit.json").write_text(json.dumps({str(d): 0.5 for d in range(10)}))
+    (folder / "reports" / "predictions.csv").write_text("actual,predicted\n7,7\n")
+
+
+@pytest.mark.slow  # the stage in a process of its own, as dvc runs it
+@pytest.mark.parametrize(
+    ("provenance", "metrics", "said"),
+    [
+        ('{"cpu": "x86"}', '{"accuracy": 0.5, "loss": 1.0}',
+         "models/provenance.json: cpu: expected dict, got 'x86'"),
+        ('{"threads": ' + "[" * 5000 + "]" * 5000 + "}", '{"accuracy": 0.5, "loss": 1.0}',
+         "models/provenance.json: nested more than 32 levels deep"),
+        ("{}", '{"accuracy": [0.5], "loss": 1.0}', "metrics.json: no accuracy (a number)"),
+        ("{}", '{"accuracy": 0.5}', "metrics.json: no loss (a number)"),
+    ],
+    ids=["cpu a string", "nesting", "accuracy a list", "no loss"],
+)  # fmt: skip
+def test_records_of_the_wrong_shape_end_the_stage_in_one_line(workdir, provenance, metrics, said):
+    """They were TypeError and KeyError tracebacks in the model card; nothing is written."""
+    from tests.helpers import run_stage_module
+
+    _report_inputs(workdir, provenance, metrics)
+    run = run_stage_module("report", workdir)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == f"report: error: {said}\n"
+    assert not (workdir / "reports" / "model.md").exists()

@@ -113,3 +113,31 @@ def test_a_precision_that_is_not_one_is_refused(workdir):
     run = run_stage_module("train", workdir)
     assert run.returncode == 1
     assert "train: error: params.yaml: train.precision: " in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("train", "said"),
+    [
+        ({"batch_size": 10**9}, "train.batch_size: input should be less than or equal to 60000 "
+         "(got 1000000000)"),
+        ({"epochs": 10**20}, "train.epochs: input should be less than or equal to 10000 (got "
+         "100000000000000000000)"),
+        ({"model": {"arch": "notebook_cnn", "notebook_cnn": {
+            "conv1_filters": 32, "conv2_filters": 64, "kernel_size": 3, "pool_size": 2,
+            "conv_dropout": 0.25, "dense_units": 10**8, "dense_dropout": 0.5},
+            "mnist_convnet": {"conv1_filters": 32, "conv2_filters": 64, "kernel_size": 3,
+                              "pool_size": 2, "dropout": 0.5}}},
+         "train.model.notebook_cnn.dense_units: 100,000,000 needs about 15.0 TB of memory, "
+         "more than the "),
+    ],
+    ids=["batch of 1e9", "epochs of 1e20", "dense_units of 1e8"],
+)  # fmt: skip
+def test_a_training_that_cannot_run_is_refused_before_tensorflow_starts(workdir, train, said):
+    """They ended in std::bad_alloc (SIGABRT, exit -6), an OverflowError and an out-of-memory
+    kill: now one line, exit status 1, before TensorFlow loads (none of its lines)."""
+    write_params(workdir / "params.yaml", **train)
+    run = run_stage_module("train", workdir)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr.startswith(f"train: error: params.yaml: {said}"), run.stderr
+    assert run.stderr.count("\n") == 1  # TensorFlow, loaded, would have said more
+    assert not (workdir / "models").exists()

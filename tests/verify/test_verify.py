@@ -151,12 +151,20 @@ class Run:
                 },
             ),
         }
+        # The params each stage ran with, as DVC records the sections dvc.yaml lists.
+        listed = {"preprocess": ["preprocess"], "train": ["numerics", "train"],
+                  "evaluate": ["evaluate", "numerics"], "report": ["train"]}  # fmt: skip
         lock = {
             "schema": "2.0",
             "stages": {
                 name: {
                     "cmd": f"python -m stages.{name}",
                     "deps": [{"path": p, "hash": "md5", "md5": m} for p, m in deps.items()],
+                    **(
+                        {"params": {"params.yaml": {k: self.params[k] for k in listed[name]}}}
+                        if name in listed
+                        else {}
+                    ),
                     "outs": [{"path": p, "hash": "md5", "md5": m} for p, m in outs.items()],
                 }
                 for name, (deps, outs) in stages.items()
@@ -600,7 +608,11 @@ def test_refused_after_a_partial_repro(project):
             b"digit\n7\n",
             "reports/predictions.csv: the first line must be actual,predicted",
         ),
-        ("reports/predictions.csv", b"\xff\xfe", "reports/predictions.csv: 'utf-8' codec can't"),
+        (
+            "reports/predictions.csv",
+            b"\xff\xfe",
+            "reports/predictions.csv: not UTF-8 text (byte 0)",
+        ),
         ("models/provenance.json", b"[]", "models/provenance.json: not a JSON object"),
     ],
 )
@@ -668,7 +680,95 @@ def test_params_whose_aliases_multiply_without_end_are_refused(project):
     recorded = md5(params.read_bytes())
     params.write_text("\n".join(lines) + "\n")
     lock.write_text(lock.read_text().replace(recorded, md5(params.read_bytes())))
-    assert refused(project) == "params.yaml: more than 10,000 settings"
+    assert refused(project) == "params.yaml: more than 100,000 values once its aliases are expanded"
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "said"),
+    [
+        ("train.epochs", 3, "params.yaml's train.epochs is 3, but dvc.lock's stage train ran "
+         "with 12: run `dvc repro`"),
+        ("numerics", "native", "params.yaml's numerics is 'native', but dvc.lock's stage train "
+         "ran with 'portable': run `dvc repro`"),
+        ("evaluate.batch_size", 10, "params.yaml's evaluate.batch_size is 10, but dvc.lock's "
+         "stage evaluate ran with 1000: run `dvc repro`"),
+    ],
+)  # fmt: skip
+def test_params_edited_after_the_run_are_not_identical(project, dotted, value, said):
+    """Issue 28 §5: `identical` (exit 0) after params.yaml was edited, while `dvc status` says
+    the stages changed. Now refused: the results are not those of the work tree's params."""
+    edited = with_param(project.committed.params, dotted, value)
+    (project.repo / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    assert refused(project) == said
+    status, out, _ = project.verify("--json")
+    assert status == 2 and strict_json(out) == {"verdict": None, "error": said}
+
+
+def test_a_param_removed_after_the_run_is_not_identical(project):
+    params = copy.deepcopy(project.committed.params)
+    del params["train"]["seed"]
+    (project.repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert refused(project) == (
+        "params.yaml's train.seed is not set, but dvc.lock's stage train ran with 42: run "
+        "`dvc repro`"
+    )
+
+
+def test_a_value_dvc_compares_as_equal_is_still_identical(project):
+    """DVC compares params by value: 12.0 is 12 for `dvc status` (check_params, which depends
+    on the file's bytes, refuses it under `dvc repro`)."""
+    edited = with_param(project.committed.params, "train.epochs", 12.0)
+    (project.repo / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    status, out, _ = project.verify()
+    assert status == 0 and out.startswith("identical")
+
+
+def test_params_are_read_from_dvc_lock_as_dvc_wrote_them(project):
+    """DVC writes dvc.lock in YAML 1.2, where `1e-07` is a number (YAML 1.1 reads it as the
+    text '1e-07'): the committed params.yaml's `epsilon: 1.0e-07` is the same value."""
+    lock = project.repo / "dvc.lock"
+    assert "epsilon: 1.0e-07" in lock.read_text()
+    lock.write_text(lock.read_text().replace("epsilon: 1.0e-07", "epsilon: 1e-07"))
+    status, out, _ = project.verify()
+    assert status == 0 and out.startswith("identical")
+
+
+def test_code_edited_after_the_run_is_not_identical(project):
+    code = project.repo / "stages" / "train.py"
+    code.parent.mkdir()
+    code.write_text("# the train stage\n")
+    lock_path = project.repo / "dvc.lock"
+    lock = yaml.safe_load(lock_path.read_text())
+    lock["stages"]["train"]["deps"].append(
+        {"path": "stages/train.py", "md5": md5(code.read_bytes())}
+    )
+    lock_path.write_text(yaml.safe_dump(lock, sort_keys=False))
+    assert project.verify()[0] == 0
+    code.write_text("# the train stage, edited\n")
+    assert refused(project) == (
+        "stages/train.py changed since dvc.lock's stage train ran: run `dvc repro`"
+    )
+
+
+def test_any_output_edited_after_the_run_is_not_identical(project):
+    """An output file that dvc.lock records with other bytes: `dvc status` calls it modified."""
+    onnx = project.repo / "models" / "model.onnx"
+    lock = project.repo / "dvc.lock"
+    onnx.write_bytes(b"onnx0" + project.committed.model)  # the bytes the lock records
+    assert project.verify()[0] == 0
+    onnx.write_bytes(b"edited")
+    assert refused(project) == (
+        "the work tree's models/model.onnx is not what dvc.lock records: run `dvc repro`"
+    )
+    assert "models/model.onnx" in lock.read_text()
+
+
+def test_an_output_is_checked_against_its_md5_before_it_is_parsed(project):
+    """A predictions.csv that dvc.lock does not record is refused by its md5, unparsed."""
+    (project.repo / "reports" / "predictions.csv").write_bytes(b"\xff" * 900_000)
+    assert refused(project) == (
+        "the work tree's reports/predictions.csv is not what dvc.lock records: run `dvc repro`"
+    )
 
 
 # ------------------------------------------------------------------------- the user's command
@@ -731,6 +831,25 @@ def test_a_real_rerun_is_identical_and_native_numerics_equivalent(reproduced):
     assert "params differ: train.epochs 2 (committed 1)" in foreign.stdout
     sh("git", "checkout", "--", ".", cwd=reproduced)
     sh("dvc", "checkout", "--force", cwd=reproduced)
+
+
+@pytest.mark.slow
+def test_params_edited_after_a_real_run_are_not_identical(reproduced):
+    """Where `dvc status` says a stage changed, the verdict is not `identical` (issue 28 §5)."""
+    params = reproduced / "params.yaml"
+    before = params.read_text()
+    try:
+        params.write_text(before.replace("epochs: 1", "epochs: 3"))
+        assert "train" in sh("dvc", "status", cwd=reproduced).stdout
+        run = mnist_verify(reproduced)
+        assert (run.returncode, run.stdout) == (2, "")
+        assert run.stderr == (
+            "mnist-verify: error: params.yaml's train.epochs is 3, but dvc.lock's stage train "
+            "ran with 1: run `dvc repro`\n"
+        )
+    finally:
+        params.write_text(before)
+    assert mnist_verify(reproduced).returncode == 0
 
 
 @pytest.mark.slow
