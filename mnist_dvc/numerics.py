@@ -1,4 +1,5 @@
-"""How TensorFlow computes: the one place that chooses, and the record of where a model was made.
+"""How TensorFlow computes: the one place that chooses (where a model was made is recorded by
+mnist_dvc/provenance.py).
 
 params.yaml's `numerics` chooses:
 - `portable` (the default): every sum of a training or scoring step in one order fixed by this
@@ -25,17 +26,11 @@ TensorFlow reads these settings when it loads, so `configure` runs before it is 
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
-from importlib import metadata
-from pathlib import Path
 from typing import Literal
 
-from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import ProjectError, StageError
-from mnist_dvc.files import read_text_limited
 
 Numerics = Literal["portable", "native"]
 Precision = Literal["auto", "float32", "mixed_bfloat16"]
@@ -48,13 +43,8 @@ PORTABLE_ENVIRONMENT = {
 }
 # What `native` leaves as the caller set it: which GPUs TensorFlow may use.
 CALLERS_CHOICE = ("CUDA_VISIBLE_DEVICES",)
-# CPU features that decide TensorFlow's kernels (/proc/cpuinfo's names).
-DECIDING_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16"
-)  # fmt: skip
 # The flags of a CPU that computes bfloat16 in hardware.
 BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
-VERSIONS_RECORDED = ("tensorflow", "keras", "numpy")
 
 
 class NumericsError(ProjectError):
@@ -76,35 +66,15 @@ def configure(mode: Numerics) -> None:
             os.environ.pop(name, None)
 
 
-def cpu() -> dict:
-    """The processor as TensorFlow sees it: architecture, model name, the deciding flags."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:  # not Linux: the model name from platform is what there is
-        pass
-    return {
-        "machine": platform.machine(),
-        "model": model,
-        "flags": [flag for flag in DECIDING_FLAGS if flag in flags],
-    }
-
-
 def training_precision(
-    requested: Precision, mode: Numerics, flags: list[str], gpus: list[str]
+    requested: Precision, mode: Numerics, processor: dict, gpus: list[str]
 ) -> str:
-    """The Keras dtype policy `train` computes in, for `train.precision` under `mode` on a CPU
-    with `flags` (cpu()["flags"]) and the GPUs TensorFlow computes on (gpus()); raise
-    PrecisionError where bfloat16 would be emulated. On a GPU, `auto` is float32: whether the
-    GPU's bfloat16 is faster for this model has not been measured."""
-    hardware = [flag for flag in BFLOAT16_FLAGS if flag in flags]
+    """The Keras dtype policy `train` computes in, for `train.precision` under `mode` on the CPU
+    `processor` describes (provenance.cpu(): its model and flags) with the GPUs TensorFlow
+    computes on (provenance.gpus()); raise PrecisionError where bfloat16 would be emulated. On a
+    GPU, `auto` is float32: whether the GPU's bfloat16 is faster for this model has not been
+    measured."""
+    hardware = [flag for flag in BFLOAT16_FLAGS if flag in processor["flags"]]
     if requested == "auto":
         return "mixed_bfloat16" if mode == "native" and hardware and not gpus else "float32"
     if requested == "mixed_bfloat16":
@@ -118,80 +88,7 @@ def training_precision(
         if not hardware and not gpus:
             raise PrecisionError(
                 "params.yaml: train.precision: mixed_bfloat16 needs a CPU with AVX512_BF16 or "
-                f"AMX, and this one ({cpu()['model']}) has neither: TensorFlow would emulate "
+                f"AMX, and this one ({processor['model']}) has neither: TensorFlow would emulate "
                 "bfloat16 at about 0.13x float32's speed; use float32 or auto"
             )
     return requested
-
-
-def gpus() -> list[str]:
-    """The GPUs TensorFlow computes on, by name: none under `portable`, or before TensorFlow is
-    loaded (this module does not load it)."""
-    tf = sys.modules.get("tensorflow")
-    if tf is None:
-        return []
-    return [
-        tf.config.experimental.get_device_details(device).get("device_name", device.name)
-        for device in tf.config.list_physical_devices("GPU")
-    ]
-
-
-def provenance(mode: Numerics, precision: str = "float32") -> dict:
-    """Where and how a model is computed: the CPU, the numerics and what they set, the training
-    precision, the thread counts and the library versions, as the process that called
-    `configure` runs."""
-    cores = os.cpu_count()
-    return {
-        "numerics": mode,
-        "precision": precision,
-        "cpu": cpu(),
-        "gpus": gpus(),
-        "environment": {name: os.environ.get(name) for name in PORTABLE_ENVIRONMENT},
-        # TensorFlow's default for both is the number of cores
-        "threads": {
-            "cores": cores,
-            "intra_op": int(os.environ.get("TF_NUM_INTRAOP_THREADS") or cores),
-            "inter_op": int(os.environ.get("TF_NUM_INTEROP_THREADS") or cores),
-        },
-        "versions": {
-            "python": platform.python_version(),
-            **{name: metadata.version(name) for name in VERSIONS_RECORDED},
-        },
-    }
-
-
-def provenance_of(weights: Path, mode: Numerics, precision: str, previous: Path) -> dict:
-    """The provenance of the freshly written `weights`, with their md5. If `previous` (the
-    provenance in place) records these very bytes, it is kept as it is: it names the machine
-    that first made them, and a rerun elsewhere that reproduced them changes no output."""
-    md5 = file_digest(weights)
-    recorded = read_provenance(previous)
-    if recorded is not None and recorded.get("model_h5_md5") == md5:
-        return recorded
-    return {"model_h5_md5": md5, **provenance(mode, precision)}
-
-
-def read_provenance(path: Path) -> dict | None:
-    """The provenance recorded at `path`, or None where there is none (or not a JSON object)."""
-    try:
-        made = json.loads(read_text_limited(path))
-    except (OSError, ValueError, RecursionError):
-        return None
-    return made if isinstance(made, dict) else None
-
-
-def describe(made: dict) -> str:
-    """A provenance in one line: numerics (and a precision other than float32), CPU, threads,
-    versions."""
-    cpu, threads, versions = made.get("cpu", {}), made.get("threads", {}), made.get("versions", {})
-    precision = made.get("precision", "float32")  # recorded since train.precision: auto
-    numerics = (
-        made.get("numerics") if precision == "float32" else f"{made.get('numerics')}, {precision}"
-    )
-    return (
-        f"numerics {numerics}, {cpu.get('model')} ({cpu.get('machine')}: "
-        f"{' '.join(cpu.get('flags', [])) or 'none of ' + ' '.join(DECIDING_FLAGS)}), "
-        f"{threads.get('intra_op')} intra-op threads on {threads.get('cores')} cores, "
-        + "".join(f"GPU {name}, " for name in made.get("gpus", []))
-        + ", ".join(f"{name} {version}" for name, version in versions.items())
-    )

@@ -188,8 +188,8 @@ class EvaluateParams(_Section):
 
 
 class Params(_Section):
-    # Which CPU kernels TensorFlow computes with (mnist_dvc/numerics.py): portable, the same
-    # bytes on every x86-64 CPU with AVX2; or native, TensorFlow's own choice, for speed.
+    # Which arithmetic (mnist_dvc/numerics.py): portable, the same bytes on every x86-64 CPU
+    # with AVX2 and FMA; or native, TensorFlow's own kernels, for speed.
     numerics: Numerics
     preprocess: PreprocessParams
     train: TrainParams

@@ -62,7 +62,7 @@ def parse_per_digit(data: str | bytes) -> dict[str, float]:
     return {str(d): _number(document, str(d), 0, 1) for d in range(mnist.NUM_CLASSES)}
 
 
-# What numerics.describe() and mnist-verify read from a provenance, by entry: its type, and the
+# What provenance.describe() and mnist-verify read from a provenance, by entry: its type, and the
 # type of each item of a list or value of a mapping. Entries a provenance from before lacks
 # (precision, gpus) may be missing.
 _PROVENANCE: dict[str, tuple[type, tuple[type, ...] | None]] = {
@@ -78,7 +78,7 @@ _PROVENANCE: dict[str, tuple[type, tuple[type, ...] | None]] = {
 
 
 def parse_provenance(data: str | bytes) -> dict[str, Any]:
-    """models/provenance.json, as numerics.provenance() writes it."""
+    """models/provenance.json, as provenance.provenance() writes it."""
     made = _object(data)
     for key, (kind, items) in _PROVENANCE.items():
         if key not in made:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from bench_workers import QUICK, ROOT
 
-from mnist_dvc.numerics import BFLOAT16_FLAGS, cpu
+from mnist_dvc.numerics import BFLOAT16_FLAGS
+from mnist_dvc.processor import cpu
 
 BFLOAT16_CPU = bool(set(BFLOAT16_FLAGS) & set(cpu()["flags"]))
 WORKER = [sys.executable, str(Path(__file__).resolve().parent / "bench.py")]

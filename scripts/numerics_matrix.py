@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mnist_dvc.numerics import cpu  # noqa: E402
+from mnist_dvc.processor import cpu  # noqa: E402
 
 EMULATED = ("Haswell", "Cascadelake-Server", "Icelake-Server", "EPYC-Rome", "EPYC-Milan")
 TIMEOUT_S = {"native": 600, "emulated": 5400}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mnist_dvc import documents, mnist, numerics, records
+from mnist_dvc import documents, mnist, records
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.digests import file_digest
 from mnist_dvc.params import TrainParams, load_params
@@ -26,6 +26,7 @@ from mnist_dvc.paths import (
     REPORT,
     REPORT_CONFUSION,
 )
+from mnist_dvc.provenance import describe as describe_provenance
 from mnist_dvc.released import Release, read_release
 from mnist_dvc.stage import run_stage
 
@@ -106,7 +107,7 @@ def model_card(
         "## Where it was made",
         "",
         (
-            f"{numerics.describe(provenance)} ({PROVENANCE})."
+            f"{describe_provenance(provenance)} ({PROVENANCE})."
             if provenance
             else f"Not recorded ({PROVENANCE} is missing)."
         ),
@@ -151,7 +152,7 @@ def main() -> None:
     metrics, per_digit = read_scores(METRICS), read_per_digit(PER_DIGIT)
     counts = confusion_matrix(PREDICTIONS)
     files = [MODEL_JSON, MODEL_WEIGHTS]
-    provenance = records.read_provenance(PROVENANCE)  # checked: numerics.describe reads it
+    provenance = records.read_provenance(PROVENANCE)  # checked: describe_provenance reads it
     card = model_card(metrics, per_digit, params, counts, files, read_release(), provenance)
     with atomic_outputs(REPORT_CONFUSION, REPORT) as (png, markdown):
         draw_confusion(counts).save(png, format="PNG")

@@ -3,7 +3,8 @@ model.h5, models/provenance.json (where and how model.h5 was computed) and the p
 dvclive/.
 
 Seeded and deterministic: the same params, data and library versions give a byte-identical
-model.h5, on every x86-64 CPU with AVX2 under `numerics: portable` (mnist_dvc/numerics.py).
+model.h5, on every x86-64 CPU with AVX2 and FMA and at any thread count under `numerics: portable`
+(mnist_dvc/portable/).
 Per-epoch loss and accuracy (train and validation) go to DVCLive's folder for `dvc plots`;
 dvc.yaml is hand-written, so DVCLive is told not to touch it. The model, its provenance and
 the logs replace the previous ones together, only when training has finished.
@@ -25,9 +26,11 @@ from mnist_dvc.architectures import build_model
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.feed import batches
 from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, make_optimizer, write_model
-from mnist_dvc.numerics import Numerics, cpu, gpus, provenance_of, training_precision
+from mnist_dvc.numerics import Numerics, training_precision
 from mnist_dvc.params import TrainParams, load_params
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, PROVENANCE, TRAIN_LOG_DIR
+from mnist_dvc.processor import cpu
+from mnist_dvc.provenance import gpus, provenance_of
 from mnist_dvc.stage import run_stage
 
 
@@ -100,7 +103,7 @@ def train(
 
 def main() -> None:
     params = load_params()
-    precision = training_precision(params.train.precision, params.numerics, cpu()["flags"], gpus())
+    precision = training_precision(params.train.precision, params.numerics, cpu(), gpus())
     p = params.train.model_copy(update={"precision": precision})
     outputs = MODEL_JSON, MODEL_WEIGHTS, PROVENANCE, TRAIN_LOG_DIR
     with atomic_outputs(*outputs) as (json_path, h5_path, provenance_path, logs):

@@ -16,7 +16,7 @@ DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 PROJECT = r"(?:mnist_dvc|stages|scripts|tests|docs|benchmarks|\.ci)"
 # `mnist_dvc/portable/kernels.cc`, `tests/pipeline/`; not templates (`<name>`) or globs.
 PATH = re.compile(rf"`({PROJECT}/[\w./-]*)`")
-# `mnist_dvc.numerics.training_precision`, `mnist_dvc/numerics.describe` (a file's name).
+# `mnist_dvc.numerics.training_precision`, `mnist_dvc/provenance.describe` (a file's name).
 NAME = re.compile(r"`((?:mnist_dvc|stages)[./][\w/]*\.[A-Za-z_]\w*(?:\.\w+)*)")
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mnist_dvc import numerics
+from mnist_dvc import numerics, processor, provenance
 from mnist_dvc.digests import file_digest
 from mnist_dvc.paths import MODEL_WEIGHTS, PROVENANCE
 from tests.helpers import train_in
@@ -78,9 +78,9 @@ def test_configure_refuses_once_tensorflow_is_loaded(monkeypatch):
 
 
 def test_provenance_names_the_cpu_and_the_versions():
-    made = numerics.provenance("portable")
+    made = provenance.provenance("portable")
     assert made["cpu"]["machine"] and made["cpu"]["model"]
-    assert set(made["cpu"]["flags"]) <= set(numerics.DECIDING_FLAGS)
+    assert set(made["cpu"]["flags"]) <= set(processor.DECIDING_FLAGS)
     assert set(made["versions"]) == {"python", "tensorflow", "keras", "numpy"}
 
 
@@ -89,12 +89,12 @@ def test_provenance_is_kept_when_a_rerun_reproduces_the_bytes(tmp_path):
     weights.write_bytes(b"weights")
     first = {"model_h5_md5": file_digest(weights), "cpu": {"model": "the first machine"}}
     previous.write_text(json.dumps(first))
-    assert numerics.provenance_of(weights, "portable", "float32", previous) == first
+    assert provenance.provenance_of(weights, "portable", "float32", previous) == first
     weights.write_bytes(b"other weights")
-    made = numerics.provenance_of(weights, "native", "float32", previous)
+    made = provenance.provenance_of(weights, "native", "float32", previous)
     assert made["model_h5_md5"] == file_digest(weights) and made["numerics"] == "native"
     previous.write_text("not JSON")
-    assert numerics.provenance_of(weights, "native", "float32", previous)["numerics"] == "native"
+    assert provenance.provenance_of(weights, "native", "float32", previous)["numerics"] == "native"
 
 
 BF16 = ["avx2", "fma", "avx512f", "avx512_bf16"]
@@ -116,20 +116,23 @@ BF16 = ["avx2", "fma", "avx512f", "avx512_bf16"]
 def test_training_precision_chooses_bfloat16_only_where_it_is_computed(
     requested, mode, flags, gpus, chosen
 ):
-    assert numerics.training_precision(requested, mode, flags, gpus) == chosen
+    processor = {"model": "a CPU", "flags": flags}
+    assert numerics.training_precision(requested, mode, processor, gpus) == chosen
 
 
 def test_training_precision_refuses_emulated_bfloat16():
     with pytest.raises(numerics.PrecisionError, match=r"^params.yaml: train.precision: .*native"):
-        numerics.training_precision("mixed_bfloat16", "portable", BF16, [])
+        numerics.training_precision("mixed_bfloat16", "portable", {"model": "x", "flags": BF16}, [])
     with pytest.raises(numerics.PrecisionError, match="needs a CPU with AVX512_BF16 or AMX"):
-        numerics.training_precision("mixed_bfloat16", "native", ["avx2", "fma"], [])
+        numerics.training_precision(
+            "mixed_bfloat16", "native", {"model": "a CPU", "flags": ["avx2", "fma"]}, []
+        )
 
 
 def test_describe_names_a_precision_other_than_float32_and_the_gpus():
-    made = numerics.provenance("native", "mixed_bfloat16")
+    made = provenance.provenance("native", "mixed_bfloat16")
     assert made["precision"] == "mixed_bfloat16" and made["gpus"] == []
-    assert numerics.describe(made).startswith("numerics native, mixed_bfloat16, ")
-    float32 = numerics.provenance("portable")
-    assert numerics.describe(float32).startswith(f"numerics portable, {float32['cpu']['model']}")
-    assert "GPU NVIDIA H200, " in numerics.describe({**made, "gpus": ["NVIDIA H200"]})
+    assert provenance.describe(made).startswith("numerics native, mixed_bfloat16, ")
+    float32 = provenance.provenance("portable")
+    assert provenance.describe(float32).startswith(f"numerics portable, {float32['cpu']['model']}")
+    assert "GPU NVIDIA H200, " in provenance.describe({**made, "gpus": ["NVIDIA H200"]})

@@ -24,8 +24,8 @@ from types import ModuleType
 
 from mnist_dvc.commands import run
 from mnist_dvc.errors import StageError
-from mnist_dvc.numerics import cpu
 from mnist_dvc.paths import user_cache
+from mnist_dvc.processor import cpu
 
 SOURCE = Path(__file__).with_name("kernels.cc")
 FLAGS = ("-shared", "-fPIC", "-O2", "-ffp-contract=off", "-w")

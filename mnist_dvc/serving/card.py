@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mnist_dvc import dvc_lock, numerics, records
+from mnist_dvc import dvc_lock, provenance, records
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import describe
 from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS, PROVENANCE
@@ -127,7 +127,7 @@ def _provenance(path: Path, weights_md5: str | None) -> dict[str, Any]:
         return {"path": shown, "made": None, "note": "no provenance recorded"}
     if made.get("model_h5_md5") != weights_md5:
         return {"path": shown, "made": None, "note": "recorded for other weights"}
-    return {"path": shown, "made": made, "note": numerics.describe(made)}
+    return {"path": shown, "made": made, "note": provenance.describe(made)}
 
 
 def _resolved(project: Path, md5s: dict[str, str]) -> dict[Path, str]:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
-from mnist_dvc import numerics
+from mnist_dvc import provenance
 from mnist_dvc.architectures import build_model
 from mnist_dvc.export import export_onnx
 from mnist_dvc.model import save_model
@@ -52,7 +52,7 @@ def write_project(root: Path) -> Path:
                    "outs": entries("models/model.onnx")},
     }}  # fmt: skip
     (root / "dvc.lock").write_text(yaml.safe_dump(lock))
-    made = {"model_h5_md5": md5(models / "model.h5"), **numerics.provenance("portable")}
+    made = {"model_h5_md5": md5(models / "model.h5"), **provenance.provenance("portable")}
     (models / "provenance.json").write_text(json.dumps(made))
     return models
 

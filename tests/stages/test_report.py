@@ -39,11 +39,11 @@ def test_card_names_the_files_by_their_md5(tmp_path, committed_params):
 
 
 def test_card_says_where_the_model_was_made(tmp_path, committed_params):
-    from mnist_dvc import numerics
+    from mnist_dvc import provenance
 
     model = tmp_path / "model.h5"
     model.write_bytes(b"weights")
-    made = numerics.provenance("portable")
+    made = provenance.provenance("portable")
     per_digit = {str(d): 0.5 for d in range(10)}
     card = model_card({"accuracy": 0.5, "loss": 1.0}, per_digit, committed_params.train,
                       np.ones((10, 10), np.int64), [model], Release(), made)  # fmt: skip

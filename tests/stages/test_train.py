@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_dvc import numerics
+from mnist_dvc import numerics, processor
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
 from tests.helpers import run_python, run_stage_module, train_in, write_params
 
@@ -74,7 +74,7 @@ def test_mixed_bfloat16_trains_and_saves_a_float32_model(real_prepared_dir, tmp_
         "from mnist_dvc.model import write_model; from mnist_dvc.params import load_params; "
         "p = load_params().train.model_copy(update={'train_images': 1024, 'epochs': 1, "
         "'precision': 'mixed_bfloat16'}); "
-        "m = train(Path(sys.argv[1]), p, log_dir=None); "
+        "m = train(Path(sys.argv[1]), p, log_dir=None, numerics='native'); "
         "write_model(m, Path(sys.argv[2]) / 'model.json', Path(sys.argv[2]) / 'model.h5')"
     )
     run_python(script, small, tmp_path)
@@ -99,7 +99,7 @@ def test_the_stage_refuses_bfloat16_where_it_would_be_emulated(workdir):
         "train: error: params.yaml: train.precision: mixed_bfloat16 needs `numerics: native`"
     )
     assert not (workdir / "models").exists()
-    if set(numerics.BFLOAT16_FLAGS) & set(numerics.cpu()["flags"]):
+    if set(numerics.BFLOAT16_FLAGS) & set(processor.cpu()["flags"]):
         return  # a bf16 CPU trains it under native (not refused: docs/performance.md)
     write_params(workdir / "params.yaml", numerics="native", **QUICK, precision="mixed_bfloat16")
     assert _refusal(run_stage_module("train", workdir)).startswith(
