@@ -5,7 +5,6 @@ themselves are in mnist_dvc/architectures/.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
 from mnist_dvc import mnist
 from mnist_dvc.atomic import atomic_outputs
+from mnist_dvc.documents import DocumentError, load_json
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import model_problem, read_text_limited
 from mnist_dvc.numerics import Numerics
@@ -118,12 +118,12 @@ def _model_from_json(json_path: Path) -> keras.Model:
 
     try:
         text = read_text_limited(json_path)
-        config = json.loads(text)
+        config = load_json(text)  # bounded: nesting and size, as every JSON the project reads
     except OSError as error:
         raise refuse(f"cannot read a model from it ({describe(error)})") from None
-    except RecursionError:  # JSON, but deeper than the parser goes: not what to_json() writes
-        raise refuse("cannot read a model from it: JSON nested too deeply") from None
-    except ValueError as error:  # UnicodeDecodeError is a ValueError
+    except DocumentError as error:
+        raise refuse(f"cannot read a model from it: {error}") from None
+    except ValueError as error:  # not UTF-8
         raise refuse(f"cannot read a model from it: not JSON ({describe(error)})") from None
     if not (isinstance(config, dict) and {"class_name", "config"} <= config.keys()):
         raise refuse("JSON, but not a Keras model (model.to_json() writes class_name and config)")

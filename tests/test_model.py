@@ -141,9 +141,11 @@ def test_deeply_nested_model_json_is_one_line(model, tmp_path, monkeypatch):
     json_path, weights_path = tmp_path / "model.json", tmp_path / "model.h5"
     deeper_than_the_parser = "[" * 100_000 + "]" * 100_000
     message = refusal(json_path, deeper_than_the_parser, weights_path)
-    assert message.endswith("cannot read a model from it: JSON nested too deeply")
+    assert message.endswith("cannot read a model from it: nested more than 32 levels deep")
     config = json.loads((tmp_path / "good.json").read_text())
     config["config"]["layers"][-1]["config"]["activation"] = json.loads("[" * 900 + "]" * 900)
+    assert "nested more than 32 levels" in refusal(json_path, json.dumps(config), weights_path)
+    config["config"]["layers"][-1]["config"]["activation"] = json.loads("[" * 20 + "]" * 20)
     assert "refused to build the model" in refusal(json_path, json.dumps(config), weights_path)
     refusal(json_path, json.dumps(nested(200, {"layers": []})), weights_path)
 
