@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import get_args
 
 from mnist_dvc import mnist, numerics
-from mnist_dvc.numerics import Numerics
+from mnist_dvc.params import Numerics
 from mnist_dvc.paths import RAW_DIR
 
 

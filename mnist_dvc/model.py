@@ -22,8 +22,7 @@ from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.documents import DocumentError, load_json
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import model_problem, read_text_limited
-from mnist_dvc.numerics import Numerics
-from mnist_dvc.params import OPTIMIZERS, OptimizerParams
+from mnist_dvc.params import OPTIMIZERS, Numerics, OptimizerParams
 
 
 class ModelError(StageError):

@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Literal
 
 from mnist_dvc.errors import ProjectError, StageError
-
-Numerics = Literal["portable", "native"]
-Precision = Literal["auto", "float32", "mixed_bfloat16"]
+from mnist_dvc.params import Numerics, Precision, load_params
 
 # What `portable` sets in the environment before TensorFlow loads. The arithmetic itself is in
 # mnist_dvc/portable/; these keep TensorFlow's CPU-specific paths out of the rest of the step.
@@ -92,3 +89,9 @@ def training_precision(
                 "bfloat16 at about 0.13x float32's speed; use float32 or auto"
             )
     return requested
+
+
+def configure_from_params() -> None:
+    """`configure` with the numerics params.yaml chooses: what a stage that computes with
+    TensorFlow runs before its module loads (stages/__main__.py)."""
+    configure(load_params().numerics)

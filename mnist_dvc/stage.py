@@ -1,11 +1,10 @@
-"""How every stage runs: in the locked environment, with TensorFlow's kernels chosen by
-params.yaml, and with user errors and interruptions reported in one line, never a traceback.
+"""How every stage runs: in the locked environment, with user errors and interruptions reported
+in one line, never a traceback.
 
-`stages/__init__.py` calls `begin()` before a stage module imports anything heavy, so a wrong
-interpreter, a bad params.yaml or a Ctrl-C during TensorFlow's import also ends in one line,
-and TensorFlow loads with the numerics chosen (mnist_dvc/numerics.py). `begin()` acts only when
-a stage runs as `python -m stages.<name>`: tests and benchmarks that import a stage module get
-no signal handlers and no checks. Only the standard library is imported here, so that this
+`python -m stages <name>` (stages/__main__.py) calls `begin()` before the stage's module imports
+anything heavy, so a wrong interpreter or a Ctrl-C during TensorFlow's import also ends in one
+line, then runs the stage within `run_stage`. Tests and benchmarks that import a stage module
+get no signal handlers and no checks. Only the standard library is imported here, so that this
 works on any Python that finds the checkout.
 
 A stage that `dvc` started must not outlive it: `kill <pid of dvc>` (or `dvc queue kill
@@ -34,9 +33,6 @@ from mnist_dvc.files import read_text_limited
 from mnist_dvc.tool import failure
 
 PYTHON = (3, 11)  # the Python requirements.lock was made for
-# The stages that compute with TensorFlow: each lists `numerics` among its params in dvc.yaml,
-# and TensorFlow loads in them with the numerics params.yaml chooses.
-TENSORFLOW_STAGES = ("train", "evaluate", "export")
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells do
 PR_SET_PDEATHSIG = 1  # prctl(2), <linux/prctl.h>: a signal for this process when its parent ends
 WATCH_INTERVAL_S = 0.5  # how often a stage run by dvc checks that dvc is still there
@@ -82,30 +78,10 @@ _stage_done = threading.Event()  # the watcher stops when the stage has ended it
 _ending = threading.Event()
 
 
-def stage_name() -> str:
-    """`train` for `python -m stages.train` (known before the stage module has loaded)."""
-    argv = sys.orig_argv
-    if "-m" in argv[:-1]:
-        return argv[argv.index("-m") + 1].rpartition(".")[2]
-    return Path(argv[-1]).stem
-
-
-def run_as_stage() -> bool:
-    """Whether this process is `python -m stages.<name>` and the stages package is being
-    loaded for it (Python sets argv[0] to "-m" only while it finds the module to run)."""
-    argv = sys.orig_argv
-    return (
-        sys.argv[0] == "-m"
-        and "-m" in argv[:-1]
-        and argv[argv.index("-m") + 1].startswith("stages.")
-    )
-
-
-def begin(lock: Path) -> None:
-    """Before a stage imports anything: quit quietly on a signal, refuse an interpreter whose
-    packages are not the versions in `lock` (the checkout's requirements.lock) and, in a stage
-    that computes with TensorFlow, refuse a bad params.yaml and choose the numerics."""
-    name = stage_name()
+def begin(name: str, lock: Path) -> None:
+    """Before stage `name` imports anything: quit quietly on a signal, end with the dvc that
+    started it, and refuse an interpreter whose packages are not the versions in `lock` (the
+    checkout's requirements.lock)."""
 
     def quit_now(signum: int, _frame: object) -> None:
         # Nothing has been written yet: leave at once, in one line.
@@ -123,17 +99,6 @@ def begin(lock: Path) -> None:
             f"{'; '.join(problems[:3])}{more}. Run `make setup`, then "
             "`source .venv/bin/activate` (or call .venv/bin/dvc with .venv/bin first on PATH)"
         )
-    if name in TENSORFLOW_STAGES:
-        # The locked packages are there now: the params' validation can be imported.
-        from mnist_dvc import numerics
-        from mnist_dvc.params import load_params
-
-        try:
-            numerics.configure(load_params().numerics)
-        except Exception as error:  # a bad params.yaml, in the stage's one line
-            line, status = failure(name, error)
-            print(line, file=sys.stderr)
-            sys.exit(status)
 
 
 def find_runner() -> Runner | None:

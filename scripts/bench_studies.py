@@ -146,7 +146,7 @@ def stage_timings() -> dict:
             [*python, "stages.fetch"], clone, MNIST_CACHE_DIR=str(tmp / "empty-cache")
         )
         for stage in ("preprocess", "evaluate", "report", "export"):
-            timings[stage] = run([*python, f"stages.{stage}"], clone)
+            timings[stage] = run([*python, "stages", stage], clone)
         remote = tmp / "remote"
         subprocess.run(
             [*dvc, "remote", "add", "-f", "--local", "bench", str(remote)], cwd=clone, check=True

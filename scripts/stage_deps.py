@@ -2,10 +2,11 @@
 
     python scripts/stage_deps.py [--check]
 
-A stage's code is its module (`python -m stages.<name>` in its cmd) and every project module it
-imports, directly or through another project module, anywhere in the file (inside functions
-too), read with `ast`; and the compiled sources (`.cc`) of every project package it imports,
-which the package builds at run time (mnist_dvc/portable/build.py). In dvc.yaml each stage's
+A stage's code is what `python -m stages <name>` (its cmd) runs: the dispatcher, the start-up
+stages/__main__.py's STAGES table gives the stage, and the stage's module, with every project
+module each imports, directly or through another project module, anywhere in the file (inside
+functions too), read with `ast`; and the compiled sources (`.cc`) of every project package they
+import, which the package builds at run time (mnist_dvc/portable/build.py). In dvc.yaml each stage's
 deps keep everything else as written (data, lock files, comments); the code deps, one line per
 file, are replaced by the closure, `stages/` first, then the rest in order. `--check` changes
 nothing and exits 1, naming the stage, where dvc.yaml differs from what it would write.
@@ -78,11 +79,26 @@ def code_closure(module: str, root: Path = ROOT) -> set[str]:
     return seen | compiled
 
 
-def stage_module(stage: dict) -> str:
+def stage_modules(stage: dict, root: Path = ROOT) -> list[str]:
+    """What `python -m stages <name>` runs: the dispatcher, the stage's start-up in its STAGES
+    table (read, not imported) and the stage's module."""
     command = stage["cmd"].split()
-    if command[:2] != ["python", "-m"]:
-        sys.exit(f"stage_deps: run stages as `python -m stages.<name>`: {stage['cmd']}")
-    return command[2]
+    if command[:3] != ["python", "-m", "stages"] or len(command) != 4:
+        sys.exit(f"stage_deps: run stages as `python -m stages <name>`: {stage['cmd']}")
+    name = command[3]
+    table = next(
+        node.value
+        for node in ast.parse((root / "stages" / "__main__.py").read_text()).body
+        if isinstance(node, ast.AnnAssign | ast.Assign)
+        and getattr(node.targets[0] if isinstance(node, ast.Assign) else node.target, "id", "")
+        == "STAGES"
+    )
+    start_up = ast.literal_eval(table)[name]
+    return ["stages.__main__", *(hook.partition(":")[0] for hook in start_up), f"stages.{name}"]
+
+
+def stage_code(stage: dict, root: Path = ROOT) -> set[str]:
+    return set().union(*(code_closure(module, root) for module in stage_modules(stage, root)))
 
 
 def ordered(files: set[str]) -> list[str]:
@@ -108,9 +124,7 @@ def rewrite(text: str, root: Path = ROOT) -> str:
         code = [i for i, line in enumerate(block) if is_code(line.removeprefix(DEP_LINE).strip())]
         at = code[0] if code else len(block)
         kept = [line for i, line in enumerate(block) if i not in code]
-        generated = [
-            f"{DEP_LINE}{file}\n" for file in ordered(code_closure(stage_module(stage), root))
-        ]
+        generated = [f"{DEP_LINE}{file}\n" for file in ordered(stage_code(stage, root))]
         new_block = kept[:at] + generated + kept[at:]
         lines[deps_at + 1 : end] = new_block
     return "".join(lines)

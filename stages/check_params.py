@@ -12,13 +12,8 @@ from __future__ import annotations
 
 from mnist_dvc.params import load_params
 from mnist_dvc.paths import PARAMS
-from mnist_dvc.stage import run_stage
 
 
 def main() -> None:
     load_params()
     print(f"check_params: {PARAMS} is valid")
-
-
-if __name__ == "__main__":
-    run_stage("check_params", main)

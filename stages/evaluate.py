@@ -16,10 +16,8 @@ from mnist_dvc import mnist, prepared, strict_json
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.errors import StageError
 from mnist_dvc.model import load_model, predict_probabilities
-from mnist_dvc.numerics import Numerics
-from mnist_dvc.params import load_params
+from mnist_dvc.params import Numerics, load_params
 from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PER_DIGIT, PREDICTIONS, PREPARED_DIR
-from mnist_dvc.stage import run_stage
 
 
 def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[dict, dict]:
@@ -73,7 +71,3 @@ def main() -> None:
     )
     write_outputs(metrics, per_digit, labels, predicted)
     print(f"evaluate: test accuracy {metrics['accuracy']:.4f}, test loss {metrics['loss']:.4f}")
-
-
-if __name__ == "__main__":
-    run_stage("evaluate", main)

@@ -20,8 +20,7 @@ from mnist_dvc.export import (
     saved_model_runner,
 )
 from mnist_dvc.model import load_model, predict_probabilities
-from mnist_dvc.numerics import Numerics
-from mnist_dvc.params import load_params
+from mnist_dvc.params import Numerics, load_params
 from mnist_dvc.paths import (
     EXPORT_REPORT,
     MODEL_JSON,
@@ -30,7 +29,6 @@ from mnist_dvc.paths import (
     PREPARED_DIR,
     SAVED_MODEL_DIR,
 )
-from mnist_dvc.stage import run_stage
 
 BATCH = 1000
 
@@ -63,7 +61,3 @@ def export(json_path: Path, weights_path: Path, prepared_dir: Path, numerics: Nu
 
 def main() -> None:
     export(MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, load_params().numerics)
-
-
-if __name__ == "__main__":
-    run_stage("export", main)

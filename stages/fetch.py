@@ -15,11 +15,9 @@ from pathlib import Path
 from mnist_dvc import mnist
 from mnist_dvc.atomic import atomic_output
 from mnist_dvc.errors import StageError
-from mnist_dvc.params import load_sources
 from mnist_dvc.paths import RAW_DIR, user_cache
 from mnist_dvc.redact import redact
-from mnist_dvc.sources import SourceError, obtain
-from mnist_dvc.stage import run_stage
+from mnist_dvc.sources import SourceError, load_sources, obtain
 
 
 class FetchError(StageError):
@@ -98,7 +96,3 @@ def main() -> None:
     params = load_sources()
     origin = fetch(params.sources, RAW_DIR, default_cache_dir(), timeout_s=params.timeout_s)
     print(f"fetch: {len(mnist.FILES)} verified IDX files in {RAW_DIR} (from {redact(origin)})")
-
-
-if __name__ == "__main__":
-    run_stage("fetch", main)

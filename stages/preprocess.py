@@ -17,7 +17,6 @@ from mnist_dvc.idx import IdxError, read_idx
 from mnist_dvc.params import load_params
 from mnist_dvc.paths import PREPARED_DIR, RAW_DIR
 from mnist_dvc.prepared import DataFormat
-from mnist_dvc.stage import run_stage
 
 
 def load_split(
@@ -64,7 +63,3 @@ def main() -> None:
     params = load_params().preprocess
     preprocess(RAW_DIR, PREPARED_DIR, params.data_format)
     print(f"preprocess: wrote {PREPARED_DIR}/{{x,y}}_{{train,test}}.npy ({params.data_format})")
-
-
-if __name__ == "__main__":
-    run_stage("preprocess", main)

@@ -28,7 +28,6 @@ from mnist_dvc.paths import (
 )
 from mnist_dvc.provenance import describe as describe_provenance
 from mnist_dvc.released import Release, read_release
-from mnist_dvc.stage import run_stage
 
 CELL = 44  # pixels per cell of the confusion-matrix picture
 
@@ -158,7 +157,3 @@ def main() -> None:
         draw_confusion(counts).save(png, format="PNG")
         markdown.write_text(card)
     print(f"report: wrote {REPORT} and {REPORT_CONFUSION}")
-
-
-if __name__ == "__main__":
-    run_stage("report", main)

@@ -26,12 +26,11 @@ from mnist_dvc.architectures import build_model
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.feed import batches
 from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, make_optimizer, write_model
-from mnist_dvc.numerics import Numerics, training_precision
-from mnist_dvc.params import TrainParams, load_params
+from mnist_dvc.numerics import training_precision
+from mnist_dvc.params import Numerics, TrainParams, load_params
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, PROVENANCE, TRAIN_LOG_DIR
 from mnist_dvc.processor import cpu
 from mnist_dvc.provenance import gpus, provenance_of
-from mnist_dvc.stage import run_stage
 
 
 def train(
@@ -112,7 +111,3 @@ def main() -> None:
         made = provenance_of(h5_path, params.numerics, precision, previous=PROVENANCE)
         provenance_path.write_text(strict_json.dumps(made, str(PROVENANCE)))
     print(f"train: wrote {MODEL_JSON}, {MODEL_WEIGHTS}, {PROVENANCE} and {TRAIN_LOG_DIR}/")
-
-
-if __name__ == "__main__":
-    run_stage("train", main)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from mnist_dvc.params import load_params, load_sources
+from mnist_dvc.params import load_params
+from mnist_dvc.sources import load_sources
 from stages.fetch import default_cache_dir, fetch
 from tests.helpers import (
     REPO_ROOT,

@@ -86,9 +86,9 @@ def run_python(code: str, *args: object) -> subprocess.CompletedProcess:
 
 
 def run_stage_module(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m stages.<name>` of this checkout in `cwd`, as dvc.yaml runs it."""
+    """`python -m stages <name>` of this checkout in `cwd`, as dvc.yaml runs it."""
     return subprocess.run(
-        [sys.executable, "-m", f"stages.{name}"],
+        [sys.executable, "-m", "stages", name],
         cwd=cwd,
         env={**ENV, "PYTHONPATH": str(REPO_ROOT), **env},
         capture_output=True,

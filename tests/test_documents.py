@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 
 from mnist_dvc import documents, dvc_lock, records
 from mnist_dvc.documents import DocumentError, load_digit_pairs, load_json, load_yaml, quote
-from mnist_dvc.params import load_params, load_sources
+from mnist_dvc.params import load_params
 from mnist_dvc.registry.checks import artifact_path
 from mnist_dvc.released import read_release
+from mnist_dvc.sources import load_sources
 from mnist_dvc.stage import run_stage
 from mnist_dvc.tool import run_tool
 from mnist_dvc.verify import reading

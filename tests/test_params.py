@@ -3,7 +3,8 @@ import re
 import pytest
 import yaml
 
-from mnist_dvc.params import ParamsError, load_params, load_sources
+from mnist_dvc.params import ParamsError, load_params
+from mnist_dvc.sources import load_sources
 from tests.helpers import REPO_ROOT
 
 

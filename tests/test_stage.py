@@ -103,7 +103,7 @@ def test_ctrl_c_ends_in_one_line_and_status_130(capsys):
 @pytest.mark.slow  # a fresh Python loads TensorFlow
 def test_importing_a_stage_module_changes_nothing_in_the_importer(tmp_path):
     """Tests and benchmarks import stage modules: that installs no signal handler, checks no
-    lock, chooses no numerics and watches no dvc (only `python -m stages.<name>` does). The
+    lock, chooses no numerics and watches no dvc (only `python -m stages <name>` does). The
     handlers are compared with the importer's own, whatever they were: a process started in the
     background of a non-interactive shell has SIGINT ignored, not Python's default handler."""
     code = (

@@ -151,7 +151,7 @@ def node_name() -> str:
 
 def task_env(cpus: int) -> dict[str, str]:
     """The environment of the commands: this interpreter's `python` and `dvc` first on PATH
-    (dvc.yaml runs `python -m stages...`), and TensorFlow's threads as many as the CPUs the
+    (dvc.yaml runs `python -m stages ...`), and TensorFlow's threads as many as the CPUs the
     task holds, so that experiments side by side on one node never share a core. Under
     `numerics: portable` the thread count changes no bit (mnist_dvc/portable/), so a task's
     model has the bytes `dvc exp run` gives anywhere."""

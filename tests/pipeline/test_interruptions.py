@@ -338,7 +338,7 @@ def test_an_interrupted_train_ends_in_one_line_and_loses_nothing(repo, baseline,
     output = log.read_text()
     assert "train: interrupted" in output, output[-3000:]
     if signum == signal.SIGINT:  # DVC itself ends at once on SIGTERM, without a word
-        assert f"failed to run: python -m stages.train, exited with {status}" in output
+        assert f"failed to run: python -m stages train, exited with {status}" in output
     assert "Traceback" not in output, output[-3000:]
     assert_nothing_lost(repo, baseline)
     assert "train:" in sh("dvc", "status", cwd=repo).stdout  # the params changed; not the outputs

@@ -45,10 +45,10 @@ def write_project(root: Path) -> Path:
 
     pair = ("models/model.json", "models/model.h5")
     lock = {"schema": "2.0", "stages": {
-        "train": {"cmd": "python -m stages.train", "outs": entries(*pair)},
-        "evaluate": {"cmd": "python -m stages.evaluate", "deps": entries(*pair),
+        "train": {"cmd": "python -m stages train", "outs": entries(*pair)},
+        "evaluate": {"cmd": "python -m stages evaluate", "deps": entries(*pair),
                      "outs": entries("metrics.json")},
-        "export": {"cmd": "python -m stages.export", "deps": entries(*pair),
+        "export": {"cmd": "python -m stages export", "deps": entries(*pair),
                    "outs": entries("models/model.onnx")},
     }}  # fmt: skip
     (root / "dvc.lock").write_text(yaml.safe_dump(lock))

@@ -493,10 +493,10 @@ def test_failure_reasons_are_the_stage_s_own_line():
     from mnist_dvc.sweep.task import failure_reason
 
     output = (
-        "Running stage 'train':\n> python -m stages.train\n"
+        "Running stage 'train':\n> python -m stages train\n"
         "E0000 00:00:1 cuda_platform.cc:52] failed call to cuInit\n"
         "train: error: params.yaml: train.epochs: input should be greater than or equal to 1\n"
-        "ERROR: failed to reproduce 'train': failed to run: python -m stages.train, exited with 1\n"
+        "ERROR: failed to reproduce 'train': failed to run: python -m stages train, exited with 1\n"
     )
     assert failure_reason(output) == (
         "train: error: params.yaml: train.epochs: input should be greater than or equal to 1"

@@ -55,7 +55,7 @@ PROVENANCE = {
     "versions": {"python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6"},
 }
 DVC_YAML = "stages:\n" + "".join(
-    f"  {stage}:\n    cmd: python -m stages.{stage}\n"
+    f"  {stage}:\n    cmd: python -m stages {stage}\n"
     for stage in ("fetch", "preprocess", "train", "evaluate", "report", "export")
 )
 
@@ -158,7 +158,7 @@ class Run:
             "schema": "2.0",
             "stages": {
                 name: {
-                    "cmd": f"python -m stages.{name}",
+                    "cmd": f"python -m stages {name}",
                     "deps": [{"path": p, "hash": "md5", "md5": m} for p, m in deps.items()],
                     **(
                         {"params": {"params.yaml": {k: self.params[k] for k in listed[name]}}}
