@@ -20,8 +20,8 @@ TensorFlow's default is every core).
 (AVX512_BF16 or AMX), 1.63-1.82x float32's speed there. Elsewhere TensorFlow emulates bfloat16 at
 about 0.13x float32's speed, so `mixed_bfloat16` is refused where it would be emulated.
 
-TensorFlow reads these settings when it loads, so `configure` runs before it is imported
-(mnist_dvc/stage.py does this for the stages). Only the standard library is used here.
+TensorFlow reads these settings when it loads, so `configure` runs before it is imported: for the
+stages that compute with TensorFlow, their start-up in stages/__main__.py does it.
 """
 
 from __future__ import annotations
