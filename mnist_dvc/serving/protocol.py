@@ -12,7 +12,10 @@ of headers each). Here:
 - the head may have at most MAX_HEAD_BYTES: past them the connection is answered 431 and
   closed, before the parser has kept more than one more read's worth.
 A late request gets a 408 with a JSON `detail`, as every refusal does, unless an answer is
-already under way; either way the connection is closed. (The body's size is limited by the
+already under way; either way the connection is closed. It is closed as nginx's "lingering
+close" does: the answer is sent, then the server's half is shut and what the client still sends
+is read and dropped for up to LINGER_S, since closing a socket with unread data sends a reset
+that can destroy the answer before the client reads it. (The body's size is limited by the
 app, mnist_dvc/serving/bodies.py, and the answer by the model's timeout.)
 """
 
@@ -26,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 HEAD_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 60.0  # the largest body, 8 MiB, at 140 KB/s
 MAX_HEAD_BYTES = 32 << 10  # a browser's request line and headers, cookies and all, are a few KB
+LINGER_S = 2.0  # a refused client has this long to read the answer and stop sending
 
 REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
@@ -49,12 +53,15 @@ class DeadlineProtocol(HttpToolsProtocol):
     _deadline: asyncio.TimerHandle | None = None
     _in_head = True  # between a request's first byte (or the connection's) and its headers' end
     _head_bytes = 0
+    _lingering = False  # refused: what arrives is dropped until the client ends or LINGER_S
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self.head_timeout_s, "line and headers")
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         in_head = self._in_head
         super().data_received(data)
         # Counted after parsing, so that a read holding the head's end and some body counts
@@ -102,9 +109,21 @@ class DeadlineProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
-            self.transport.write(_refusal(status, detail))  # not in the middle of an answer
-        self.transport.close()
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            self.transport.close()  # in the middle of an answer: no room for a refusal
+            return
+        self.transport.write(_refusal(status, detail))
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the refusal is whole; the client's EOF closes the rest
+        self._lingering = True
+        if cycle is not None and not cycle.response_complete:
+            # The app may still be working on the request: as if the client had gone (what
+            # connection_lost does), its answer is dropped and it reads a disconnect.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def with_limits(
