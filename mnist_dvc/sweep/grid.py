@@ -46,11 +46,11 @@ def parse_option(option: str) -> tuple[str, list[str]]:
         raise GridError(f"-S {option!r}: {key!r} is not a params key, {example}")
     # `params.yaml:train.seed=1`: the file is DVC's, the rest Hydra's.
     prefix, colon, dotted = key.rpartition(":")
+    value = option.partition("=")[2]
     try:
-        parsed = _PARSER.parse_override(f"{dotted}={option.partition('=')[2]}")
+        parsed = _PARSER.parse_override(f"{dotted}={value}")
     except HydraException as error:
-        reason = str(error).strip().splitlines()[0]
-        raise GridError(f"-S {option!r}: {reason}, {example}") from None
+        raise GridError(f"-S {option!r}: {_reason(str(error), value)}, {example}") from None
     if parsed.is_sweep_override():
         values = list(parsed.sweep_string_iterator())
     else:
@@ -58,6 +58,18 @@ def parse_option(option: str) -> tuple[str, list[str]]:
     if any(not value.strip() for value in values):
         raise GridError(f"-S {option!r}: an empty value; give each value, {example}")
     return f"{prefix}{colon}{parsed.key_or_group}", values
+
+
+def _reason(message: str, value: str) -> str:
+    """Hydra's parser error (ANTLR's words, and the grammar's token names) as a user's reason."""
+    first = message.strip().splitlines()[0] if message.strip() else "cannot be read"
+    if "input ','" in first or "input '<EOF>'" in first:
+        return "an empty value; give each value"
+    if any(value.count(a) != value.count(b) for a, b in ("[]", "{}", "()")):
+        return "an unclosed or stray bracket"
+    if first.startswith("token recognition error"):
+        return "an unclosed quote"
+    return re.sub(r" expecting \{.*\}$", "", first)
 
 
 def expand(options: list[str], commit: str, targets: tuple[str, ...]) -> list[Experiment]:
