@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -347,7 +348,7 @@ def test_an_interrupted_train_ends_in_one_line_and_loses_nothing(repo, baseline,
 
 
 def test_sigint_during_start_up_is_one_line_too(repo):
-    proc, log = start(repo, sys.executable, "-m", "stages.train")
+    proc, log = start(repo, sys.executable, "-m", "stages", "train")
     time.sleep(1.0)  # still importing TensorFlow
     assert signal_group(proc, signal.SIGINT) == 130
     assert log.read_text().strip().splitlines()[-1] == "train: interrupted"
@@ -457,15 +458,18 @@ def test_dvc_exp_run_killed_alone_mid_train_leaves_no_stage_and_loses_nothing(re
     assert changed_outputs(repo) == {}
 
 
+def is_stage(cmdline: list[str]) -> bool:
+    """`python -m stages <name>`, as dvc.yaml runs a stage."""
+    return any(a == "-m" and b == "stages" for a, b in itertools.pairwise(cmdline))
+
+
 def stage_processes(repo: Path) -> list[psutil.Process]:
     """The stages that dvc runs for `repo`, wherever they run (a queued experiment's in a
     temporary copy): DVC gives their commands DVC_ROOT."""
     found = []
     for proc in psutil.process_iter(["cmdline", "environ"], ad_value=None):
         cmdline, environ = proc.info["cmdline"] or [], proc.info["environ"] or {}
-        if any(arg.startswith("stages.") for arg in cmdline) and (
-            environ.get("DVC_ROOT") == str(repo)
-        ):
+        if is_stage(cmdline) and (environ.get("DVC_ROOT") == str(repo)):
             found.append(proc)
     return found
 

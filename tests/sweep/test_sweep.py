@@ -395,7 +395,7 @@ def wait_for_training(
     while time.monotonic() < deadline:
         for proc in raylet.children(recursive=True):
             try:
-                if "stages.train" not in " ".join(proc.cmdline()):
+                if "-m stages train" not in " ".join(proc.cmdline()):
                     continue
                 clone = Path(proc.cwd()).name
             except psutil.Error:
