@@ -7,9 +7,9 @@ fetching MNIST again, `dvc exp run` with the experiment's params, then push its 
 DVC remote first and its git ref last. A ref on the remote therefore always has its outputs
 there too: a task that dies on the way leaves nothing, or only unreferenced cache files.
 
-Only the standard library and mnist_dvc's own small modules (errors, commands) at the top: Ray
-imports this module on every worker, by its path (mnist_dvc.sweep.task), to run
-run_experiment and to rebuild the Job, the Outcome and an InfraError.
+Only the standard library and mnist_dvc's own small modules (errors, commands, git_commands)
+at the top: Ray imports this module on every worker, by its path (mnist_dvc.sweep.task), to
+run run_experiment and to rebuild the Job, the Outcome and an InfraError.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from mnist_dvc import documents
 from mnist_dvc.commands import NO_PROMPTS, last_line
 from mnist_dvc.errors import ToolError
 from mnist_dvc.files import read_text_limited
+from mnist_dvc.git_commands import listed_refs
 from mnist_dvc.redact import redact
 
 LOG_TAIL_CHARS = 6000  # of each experiment's output, kept for `mnist-sweep --verbose`
@@ -226,13 +227,15 @@ def clone(job: Job, work: Path) -> None:
 
 
 def ref_on_remote(job: Job, work: Path) -> bool:
-    code, output = guarded(
-        ["git", "ls-remote", job.git_remote, exp_ref(job.commit, job.name)], work
-    )
+    """Whether the experiment's ref is on the git remote. Asked through the guard, as every
+    remote call of a task is; its listing read by the one parser of `git ls-remote`'s lines
+    (the guard's output holds git's warnings too)."""
+    ref = exp_ref(job.commit, job.name)
+    code, output = guarded(["git", "ls-remote", job.git_remote, ref], work)
     if code != 0:
         reason = last_line(output, NO_OUTPUT)
         raise InfraError(redact(f"git ls-remote {job.git_url} failed: {reason}"))
-    return bool(output.strip())
+    return ref in listed_refs(output)
 
 
 def exp_ref(commit: str, name: str) -> str:

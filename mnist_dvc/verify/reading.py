@@ -24,6 +24,7 @@ from mnist_dvc.digests import file_digest
 from mnist_dvc.documents import quote, shorten
 from mnist_dvc.errors import ToolError, describe
 from mnist_dvc.files import MAX_RECORD_BYTES, read_limited, too_large
+from mnist_dvc.git_commands import repo_root
 from mnist_dvc.paths import METRICS, MODEL_WEIGHTS, PARAMS, PREDICTIONS, PROVENANCE
 
 WEIGHTS = str(MODEL_WEIGHTS)  # as dvc.lock spells it
@@ -85,8 +86,8 @@ def check_project(repo: Path) -> str:
     """Refuse a folder that is not a DVC project in a git repository; HEAD's commit, or ''."""
     if not repo.is_dir():
         raise VerifyError(f"no such folder: {repo}")
-    if _git(repo, "rev-parse", "--is-inside-work-tree").returncode != 0:
-        raise VerifyError(f"{repo.resolve()} is not in a git repository")
+    outside = f"{repo.resolve()} is not in a git repository"
+    repo_root(repo, error=VerifyError, outside=outside, timeout=GIT_TIMEOUT_S)
     if not (repo / "dvc.yaml").is_file():
         raise VerifyError(f"no dvc.yaml in {repo.resolve()}: not the pipeline's folder (--repo)")
     head = _git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
