@@ -35,9 +35,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from mnist_dvc import mnist
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import open_regular
+from mnist_dvc.prepared import CHANNEL_SHAPES, IMAGE_SHAPE
 
 DIGIT_BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image
 # The least difference between ink and paper, of the full scale, that is read as a drawing:
@@ -54,9 +54,8 @@ MAX_FILE_BYTES = 512 << 20  # an input file: that .npy, or an uncompressed 25-Mp
 # Pillow opens some 40 formats; these are the ones digits come in. EPS would run Ghostscript.
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
-_SHAPE = (mnist.IMAGE_ROWS, mnist.IMAGE_COLS)
 # The layouts of a batch, without the leading N (a single (28, 28) image has none).
-NPY_LAYOUTS = (_SHAPE, (*_SHAPE, 1), (1, *_SHAPE))
+NPY_LAYOUTS = (IMAGE_SHAPE, *CHANNEL_SHAPES.values())
 NPY_SHAPES_TEXT = "(N, 28, 28), (28, 28), (N, 28, 28, 1) or (N, 1, 28, 28)"
 # What the dtypes that are not numbers hold, by their kind, for the message that refuses them.
 NOT_NUMBERS = {
@@ -116,7 +115,7 @@ def mnist_like(grey: np.ndarray, name: str = "image") -> np.ndarray:
         digit = np.asarray(Image.fromarray(digit).resize(size, Image.Resampling.LANCZOS))
         digit = np.clip(digit, 0, 255)
     top, left = _placement(digit)
-    field = np.zeros(_SHAPE, np.float32)
+    field = np.zeros(IMAGE_SHAPE, np.float32)
     field[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     return field / 255.0
 
@@ -150,7 +149,7 @@ def _placement(digit: np.ndarray) -> tuple[int, int]:
         centre_y, centre_x = float((ys * digit).sum()) / mass, float((xs * digit).sum()) / mass
     else:  # a faint hairline that resampling wiped out: its box's centre will do
         centre_y, centre_x = (digit.shape[0] - 1) / 2, (digit.shape[1] - 1) / 2
-    rows_n, cols_n = _SHAPE
+    rows_n, cols_n = IMAGE_SHAPE
     top = int(np.clip(round(rows_n / 2 - centre_y), 0, rows_n - digit.shape[0]))
     left = int(np.clip(round(cols_n / 2 - centre_x), 0, cols_n - digit.shape[1]))
     return top, left
@@ -325,7 +324,7 @@ def check_each_image(array: np.ndarray, name: str) -> Loaded:
     Raises InputError if the whole array is of the wrong type or shape."""
     _check_dtype(array.dtype, name)
     _check_shape(array.shape, name)
-    batch = array.reshape(-1, *_SHAPE)
+    batch = array.reshape(-1, *IMAGE_SHAPE)
     loaded = Loaded()
     for i, problem in enumerate(_value_problems(batch)):
         if problem:
@@ -351,7 +350,7 @@ def _check_dtype(dtype: np.dtype, name: str) -> None:
 
 def _check_shape(shape: tuple[int, ...], name: str) -> None:
     shape = tuple(shape)
-    count = 1 if shape == _SHAPE else shape[0] if shape[1:] in NPY_LAYOUTS else -1
+    count = 1 if shape == IMAGE_SHAPE else shape[0] if shape[1:] in NPY_LAYOUTS else -1
     if count < 0:
         raise InputError(f"{name}: shape {shape}, expected {NPY_SHAPES_TEXT}")
     if count == 0:

@@ -23,6 +23,7 @@ from mnist_dvc.documents import DocumentError, load_json
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import model_problem, read_text_limited
 from mnist_dvc.params import OPTIMIZERS, Numerics, OptimizerParams
+from mnist_dvc.prepared import CHANNEL_SHAPES
 
 
 class ModelError(StageError):
@@ -135,13 +136,11 @@ def _model_from_json(json_path: Path) -> keras.Model:
         ) from None
     if not isinstance(model, keras.Model):
         raise refuse(f"describes a {type(model).__name__}, not a model")
-    rows, cols = mnist.IMAGE_ROWS, mnist.IMAGE_COLS
-    image_shapes = {(rows, cols, 1), (1, rows, cols)}
     try:
         shape_in, shape_out = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     except Exception:  # no Input layer, several inputs, ...: Keras raises various errors
         shape_in = shape_out = None
-    if shape_in not in image_shapes or shape_out != (mnist.NUM_CLASSES,):
+    if shape_in not in CHANNEL_SHAPES.values() or shape_out != (mnist.NUM_CLASSES,):
         raise refuse(
             f"a model from {shape_in} to {shape_out}, not from a 28x28 image to "
             f"{mnist.NUM_CLASSES} digit probabilities"

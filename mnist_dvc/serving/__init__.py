@@ -3,7 +3,8 @@ Serving's REST form. It uses the pipeline's outputs and is no part of the pipeli
 imports this package (tests/test_layout.py checks the direction).
 
     cli.py        the console script: options, start-up, the one-line refusals
-    engines.py    the model as a function of images: ONNX Runtime (default) or Keras
+    engines.py    the model as a function of images: ENGINES, one row per engine (ONNX
+                  Runtime, the default, or Keras) with its files and loader
     card.py       GET /model: which files are served, and what dvc.lock says of them
     bodies.py     request bodies: limits, JSON instances, uploads, answers
     schemas.py    what the API looks like, for /openapi.json

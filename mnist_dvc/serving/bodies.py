@@ -28,15 +28,15 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnist_dvc import mnist
 from mnist_dvc.errors import ToolError, describe
 from mnist_dvc.inputs import InputError, check_images, image_from_stream
+from mnist_dvc.prepared import CHANNEL_SHAPES, IMAGE_SHAPE
 
 # A request body: an upload of a phone photo fits; a JSON batch of MAX_INSTANCES images
 # written with full float precision (~17 KB each) fits too.
 MAX_BODY_BYTES = 8 << 20
 MAX_INSTANCES = 256
-INSTANCE_SHAPES = ((mnist.IMAGE_ROWS, mnist.IMAGE_COLS), (mnist.IMAGE_ROWS, mnist.IMAGE_COLS, 1))
+INSTANCE_SHAPES = (IMAGE_SHAPE, CHANNEL_SHAPES["channels_last"])
 # JSON bodies above this are parsed in a thread, so that one big batch does not stall the
 # event loop for everybody else; small ones are parsed in place (a thread hop costs more).
 PARSE_INLINE_BYTES = 64 << 10
@@ -116,7 +116,7 @@ def _refuse_constant(name: str) -> float:
 # The most values and arrays MAX_INSTANCES 28x28x1 instances can hold, twice over (room for
 # other keys). Parsing costs memory by the value: 8 MiB of `[[1]],` would be 1.4 million lists,
 # 300 MB; such a body is refused by counting its commas and brackets first, in milliseconds.
-_ROWS, _COLS = INSTANCE_SHAPES[0]
+_ROWS, _COLS = IMAGE_SHAPE
 MAX_COMMAS = 2 * MAX_INSTANCES * _ROWS * _COLS
 MAX_BRACKETS = 2 * MAX_INSTANCES * (1 + _ROWS * (1 + _COLS))
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from mnist_dvc.serving.app import create_app
 from mnist_dvc.serving.bodies import MAX_BODY_BYTES, MAX_INSTANCES
-from mnist_dvc.serving.card import model_card
+from mnist_dvc.serving.card import describe_served
 from tests.serving.helpers import (
     digit_images,
     drawn_digit,
@@ -210,7 +210,7 @@ def test_a_model_that_does_not_answer_in_time_is_a_503(model_dir):
         time.sleep(1.0)
         return np.zeros((len(images), 10), np.float32)
 
-    app = create_app(stuck, model_card(model_dir, "onnx"), answer_timeout_s=0.2)
+    app = create_app(stuck, describe_served(model_dir, "onnx"), answer_timeout_s=0.2)
     with TestClient(app) as client:
         answer = client.post("/predict", json={"instances": digit_images(1).tolist()})
     assert answer.status_code == 503
