@@ -1,6 +1,6 @@
 """Request bodies and answers: the size limit, JSON instances, image uploads (decoded as
-mnist-predict decodes them: mnist_dvc/inputs.py), and the JSON written back. Every bad body is a
-ClientError: a 4xx status with one line in {"detail": ...}.
+mnist-predict decodes them: mnist_dvc/image_files.py), and the JSON written back. Every bad
+body is a ClientError: a 4xx status with one line in {"detail": ...}.
 
 The server's memory is bounded by what is held at once, not by how many requests arrive: a body
 waits its turn in a temporary file (in memory up to SPOOL_BYTES, on disk beyond), and the heavy
@@ -28,8 +28,10 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mnist_dvc.digits import InputError
 from mnist_dvc.errors import ToolError, describe
-from mnist_dvc.inputs import InputError, check_images, image_from_stream
+from mnist_dvc.image_files import image_from_stream
+from mnist_dvc.npy_batches import check_images
 from mnist_dvc.prepared import CHANNEL_SHAPES, IMAGE_SHAPE
 
 # A request body: an upload of a phone photo fits; a JSON batch of MAX_INSTANCES images
@@ -45,7 +47,7 @@ PARSE_INLINE_BYTES = 64 << 10
 SPOOL_BYTES = 1 << 20
 MAX_FIELD_BYTES = 64 << 10  # a multipart field that is not the file
 # Decodes and large parses at once: each may take its full size decoded (a 25-megapixel RGBA PNG
-# is 100 MB, about 200 MB at its peak) before it is reduced (mnist_dvc/inputs.py). A pool of
+# is 100 MB, about 200 MB at its peak) before it is reduced (mnist_dvc/image_files.py). A pool of
 # its own, so that the work waiting for it holds no thread (and no memory) meanwhile.
 HEAVY_SLOTS = 2
 HEAVY_WORK = ThreadPoolExecutor(max_workers=HEAVY_SLOTS, thread_name_prefix="mnist-serve-heavy")

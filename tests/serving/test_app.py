@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_dvc.inputs import image_from_bytes
+from mnist_dvc.image_files import image_from_bytes
 from mnist_dvc.serving.bodies import MAX_BODY_BYTES, MAX_INSTANCES
 from mnist_dvc.serving.card import describe_served
 from mnist_dvc.serving.cli import main as serve_main

@@ -71,7 +71,7 @@ BAD_JSON = {
     "overflow to infinity": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"1e999", 1), 422, ""),
     "over 1": (instances([[[255] * 28] * 28]), 422, ""),
     "negative": (instances([[[-0.5] * 28] * 28]), 422, ""),
-    # no digit, as a uniform upload or .npy image (mnist_dvc/inputs.py: one rule)
+    # no digit, as a uniform upload or .npy image (mnist_dvc/digits.py: one rule)
     "uniform": (instances([ONE, [[0.5] * 28] * 28]), 422, "instances[1]: no ink"),
     "too many instances": (instances([[[0] * 28] * 28] * (MAX_INSTANCES + 1)), 422, "at most"),
     "nested too deep": (b"[" * 100_000 + b"]" * 100_000, 400, "not JSON"),
