@@ -13,7 +13,7 @@ of headers each). Here:
   closed, before the parser has kept more than one more read's worth.
 A late request gets a 408 with a JSON `detail`, as every refusal does, unless an answer is
 already under way; either way the connection is closed. (The body's size is limited by the
-app, mnist_dvc/serving/bodies.py, and the answer by the model's timeout.)
+app, mnist_dvc/serving/body_limit.py, and the answer by the model's timeout.)
 """
 
 from __future__ import annotations

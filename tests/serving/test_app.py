@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from mnist_dvc.image_files import image_from_bytes
-from mnist_dvc.serving.bodies import MAX_BODY_BYTES, MAX_INSTANCES
+from mnist_dvc.serving.bodies import MAX_INSTANCES
+from mnist_dvc.serving.body_limit import MAX_BODY_BYTES
 from mnist_dvc.serving.card import describe_served
 from mnist_dvc.serving.cli import main as serve_main
 from mnist_dvc.serving.engines import DEFAULT_ENGINE, ENGINES, load_engine

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mnist_dvc.serving.app import create_app
-from mnist_dvc.serving.bodies import MAX_BODY_BYTES, MAX_INSTANCES
+from mnist_dvc.serving.bodies import MAX_INSTANCES
+from mnist_dvc.serving.body_limit import MAX_BODY_BYTES
 from mnist_dvc.serving.card import describe_served
 from tests.serving.helpers import (
     digit_images,
