@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnist_dvc.paths import MODEL_WEIGHTS, PREDICTIONS, PREPARED_DIR
-from mnist_dvc.verify.reading import WEIGHTS, Results, flatten
+from mnist_dvc.verify.results import WEIGHTS, Results, flatten
 
 # Test accuracy may differ from the committed one by this much (20 of 10,000 images). What
 # changes with train.seed or the numerics is the training trajectory, so the seed study is the
