@@ -14,10 +14,10 @@ from typing import Any
 
 from mnist_dvc import dvc_lock
 from mnist_dvc.digests import file_digest
-from mnist_dvc.documents import quote, shorten
 from mnist_dvc.errors import describe
 from mnist_dvc.files import MAX_RECORD_BYTES, read_limited
 from mnist_dvc.paths import METRICS, MODEL_WEIGHTS, PREDICTIONS
+from mnist_dvc.quoting import quote, shorten
 from mnist_dvc.verify.results import (
     READ,
     RESULTS,
