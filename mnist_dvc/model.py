@@ -12,11 +12,6 @@ import h5py
 import keras
 import numpy as np
 
-# Keras 3 writes `.h5` weights only through its legacy saving module (its public
-# `save_weights` insists on `.weights.h5`, a different layout); loading goes through the public
-# `load_weights`, exactly as a consumer of the notebook's files does.
-from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
 from mnist_dvc import mnist
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.documents import DocumentError, load_json
@@ -24,6 +19,10 @@ from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import model_problem, read_text_limited
 from mnist_dvc.params import OPTIMIZERS, Numerics, OptimizerParams
 from mnist_dvc.prepared import CHANNEL_SHAPES
+
+# Keras 3 writes `.h5` weights in the legacy layout only through a private name; loading goes
+# through the public `load_weights`, exactly as a consumer of the notebook's files does.
+from mnist_dvc.private_apis import save_weights_to_hdf5_group
 
 
 class ModelError(StageError):
