@@ -185,7 +185,8 @@ def test_evaluate_is_one_line_about_a_nested_model_json(tmp_path):
     assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1] == (
-        "evaluate: error: models/model.json: cannot read a model from it: JSON nested too deeply"
+        "evaluate: error: models/model.json: cannot read a model from it: nested more than 32 "
+        "levels deep"
     )
 
 
