@@ -1,4 +1,4 @@
-"""Running the programs this project drives (git, dvc, npm), and the one way their failure
+"""Running the programs this project drives (git, dvc, npm, g++), and the one way their failure
 becomes one line: the last line of what they wrote to stderr, which is where git, DVC and npm
 put the reason (the lines before it are context: "Cloning into...", a progress bar).
 
@@ -8,6 +8,9 @@ in the command line or in the tool's words never shows), and a command that talk
 has a deadline for the whole run: at the deadline, or on Ctrl-C, its whole process group is
 killed (git's remote helpers, npm's workers), not only the program started. Programs run in a
 session of their own, without a terminal, so none can stop to ask for a password.
+
+git's questions and their answers (the repository's top folder, a remote's refs) are
+mnist_dvc/git_commands.py's, which runs them through here.
 """
 
 from __future__ import annotations
@@ -24,12 +27,6 @@ from mnist_dvc.redact import redact
 
 # No prompt for credentials even where a terminal could be found: fail instead.
 NO_PROMPTS = {"GIT_TERMINAL_PROMPT": "0"}
-
-
-def is_url(location: str) -> bool:
-    """Whether git would read `location` as a URL (scheme://...) or scp-like (user@host:path),
-    rather than as a local path."""
-    return "://" in location or (":" in location.split("/")[0] and not location.startswith("/"))
 
 
 def last_line(stderr: str | bytes, default: str) -> str:
@@ -93,18 +90,3 @@ def completed(
             process.wait()
             raise
     return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
-
-
-def git(repo: Path, *args: str, error: type[ProjectError], timeout: float = 120) -> str:
-    """`git ARGS` in `repo`, its stdout without the trailing newline."""
-    name = f"git {' '.join(args)}"
-    return run(["git", *args], repo, error=error, name=name, timeout=timeout).rstrip("\n")
-
-
-def git_ok(repo: Path, *args: str, timeout: float = 60) -> bool:
-    """Whether `git ARGS` succeeds in `repo` (a question: its output does not matter)."""
-    try:
-        done = completed(["git", *args], repo, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dvc import documents
-from mnist_dvc.documents import shorten
 from mnist_dvc.errors import ProjectError, describe
 from mnist_dvc.files import read_text_limited
+from mnist_dvc.quoting import shorten
 
 
 class LockError(ProjectError):

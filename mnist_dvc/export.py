@@ -28,15 +28,9 @@ import onnx
 import onnxruntime
 import tensorflow as tf
 
-# The input signature `model.export` itself derives from the model (Keras has no public name for
-# it): the same one here keeps the exports what `model.export` writes.
-from keras.src.export.export_utils import get_input_signature
-
-# TensorFlow's own writer of fingerprint.pb, the one tf.saved_model.save calls (not public).
-from tensorflow.python.saved_model.fingerprinting_utils import write_fingerprint
-
 from mnist_dvc import onnx_bytes, saved_model_bytes
 from mnist_dvc.errors import ExportError
+from mnist_dvc.private_apis import write_fingerprint
 
 PARITY_TOLERANCE = 1e-5  # the largest difference in any probability that counts as the same
 SERVING_SIGNATURE = "serving_default"  # what TF Serving calls by default
@@ -47,11 +41,19 @@ Runner = Callable[[np.ndarray], np.ndarray]  # images (N, ...) float32 -> probab
 __all__ = ["ExportError"]  # raised here, defined with the project's other errors
 
 
+def input_signature(model: keras.Model) -> list[keras.InputSpec]:
+    """The input signature `model.export` derives from a model of one input, in public terms:
+    the input's name, dtype and shape with any batch size. The same one here keeps the exports
+    what `model.export` writes (the names and shapes are in their bytes)."""
+    (given,) = model.inputs
+    return [keras.InputSpec(shape=(None, *given.shape[1:]), dtype=given.dtype, name=given.name)]
+
+
 def export_saved_model(model: keras.Model, path: Path) -> None:
     """What `model.export(path, format="tf_saved_model")` writes, with the same bytes every
     time for the same model (the module's docstring says what is pinned)."""
     archive = keras.export.ExportArchive()
-    serve = archive.track_and_add_endpoint(SERVING_ENDPOINT, model, get_input_signature(model))
+    serve = archive.track_and_add_endpoint(SERVING_ENDPOINT, model, input_signature(model))
     traced = serve.get_concrete_function()
     traced.set_variables(saved_model_bytes.sorted_variables(model, traced.variables))
     with saved_model_bytes.pinned_seed_states(model):
@@ -63,9 +65,7 @@ def export_saved_model(model: keras.Model, path: Path) -> None:
 
 def export_onnx(model: keras.Model, path: Path) -> None:
     """What `model.export(path, format="onnx")` writes, in canonical form (`canonical_onnx`)."""
-    model.export(
-        str(path), format="onnx", input_signature=get_input_signature(model), verbose=False
-    )
+    model.export(str(path), format="onnx", input_signature=input_signature(model), verbose=False)
     exported = onnx_bytes.canonical_onnx(onnx.load(str(path)))
     path.write_bytes(exported.SerializeToString(deterministic=True))
 

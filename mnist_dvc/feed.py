@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 # Keras's own pipeline for NumPy arrays, so that the shuffling and batching are exactly what
-# `fit(x, y, ...)` would do; it has no public name.
-from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+# `fit(x, y, ...)` would do.
+from mnist_dvc.private_apis import ArrayDataAdapter
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool) -> tf.data.Dataset:

@@ -12,17 +12,17 @@ import h5py
 import keras
 import numpy as np
 
-# Keras 3 writes `.h5` weights only through its legacy saving module (its public
-# `save_weights` insists on `.weights.h5`, a different layout); loading goes through the public
-# `load_weights`, exactly as a consumer of the notebook's files does.
-from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
 from mnist_dvc import mnist
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.documents import DocumentError, load_json
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import model_problem, read_text_limited
 from mnist_dvc.params import OPTIMIZERS, Numerics, OptimizerParams
+from mnist_dvc.prepared import CHANNEL_SHAPES
+
+# Keras 3 writes `.h5` weights in the legacy layout only through a private name; loading goes
+# through the public `load_weights`, exactly as a consumer of the notebook's files does.
+from mnist_dvc.private_apis import save_weights_to_hdf5_group
 
 
 class ModelError(StageError):
@@ -135,13 +135,11 @@ def _model_from_json(json_path: Path) -> keras.Model:
         ) from None
     if not isinstance(model, keras.Model):
         raise refuse(f"describes a {type(model).__name__}, not a model")
-    rows, cols = mnist.IMAGE_ROWS, mnist.IMAGE_COLS
-    image_shapes = {(rows, cols, 1), (1, rows, cols)}
     try:
         shape_in, shape_out = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     except Exception:  # no Input layer, several inputs, ...: Keras raises various errors
         shape_in = shape_out = None
-    if shape_in not in image_shapes or shape_out != (mnist.NUM_CLASSES,):
+    if shape_in not in CHANNEL_SHAPES.values() or shape_out != (mnist.NUM_CLASSES,):
         raise refuse(
             f"a model from {shape_in} to {shape_out}, not from a 28x28 image to "
             f"{mnist.NUM_CLASSES} digit probabilities"

@@ -7,7 +7,8 @@ or one line on stderr that names the input (`path`, or `path[i]` for an image of
 says what is wrong; the other inputs are still classified, and the exit status is then 1.
 `--json` always prints one JSON document, `{"predictions": [...], "errors": [...]}`, also when
 the model cannot be loaded or the command line is wrong (mnist_dvc/tool.py). What is accepted
-as an input, and how an image becomes MNIST's form, is mnist_dvc/inputs.py's job.
+as an input is mnist_dvc/inputs.py's job (a file: an image, mnist_dvc/image_files.py, or a .npy
+batch, mnist_dvc/npy_batches.py), and how an image becomes MNIST's form mnist_dvc/digits.py's.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_dvc.digits import Loaded
 from mnist_dvc.errors import StageError, describe
-from mnist_dvc.inputs import Loaded, load_inputs
+from mnist_dvc.inputs import load_inputs
 from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS
 from mnist_dvc.prepared import data_format_of, with_channel
 from mnist_dvc.redact import redact

@@ -1,6 +1,8 @@
 """The prepared data set that preprocess writes and train and evaluate read: one .npy file per
 array, images float32 in [0, 1] with a channel axis, labels uint8 digits, and which axis holds
-the channel (the one place that knows it).
+the channel. The one place that knows the layouts of a 28x28 image: without a channel axis
+(IMAGE_SHAPE: the IDX files, mnist-predict's and mnist-serve's images) and with it, first or
+last (CHANNEL_SHAPES: what the model takes).
 """
 
 from __future__ import annotations
@@ -10,10 +12,16 @@ from typing import Literal
 
 import numpy as np
 
+from mnist_dvc import mnist
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import require_regular
 
 DataFormat = Literal["channels_last", "channels_first"]
+IMAGE_SHAPE = (mnist.IMAGE_ROWS, mnist.IMAGE_COLS)
+CHANNEL_SHAPES: dict[DataFormat, tuple[int, int, int]] = {
+    "channels_last": (*IMAGE_SHAPE, 1),
+    "channels_first": (1, *IMAGE_SHAPE),
+}
 SPLITS = ("train", "test")
 # The largest array, the training images as float32: 60,000 x 28 x 28 x 4 bytes = 188 MB.
 MAX_ARRAY_BYTES = 256 << 20

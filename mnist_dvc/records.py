@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mnist_dvc import mnist
-from mnist_dvc.documents import DocumentError, load_json, quote
+from mnist_dvc.documents import DocumentError, load_json
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import read_limited
+from mnist_dvc.quoting import quote
 
 Parsed = TypeVar("Parsed")
 

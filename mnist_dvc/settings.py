@@ -18,9 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mnist_dvc import documents
-from mnist_dvc.documents import quote, shorten
 from mnist_dvc.errors import StageError
 from mnist_dvc.files import read_text_limited
+from mnist_dvc.quoting import MAX_QUOTED, quote, shorten
 
 
 class ParamsError(StageError):
@@ -74,7 +74,7 @@ def _misread_scalars(node: yaml.Node | None, key: str = "") -> Iterator[str]:
             yield from _misread_scalars(value, f"{key}{index}.")
     elif isinstance(node, yaml.ScalarNode) and node.style is None:
         text, kind, where = node.value, node.tag.rpartition(":")[2], shorten(key.rstrip("."))
-        if len(text) > documents.MAX_QUOTED and kind in ("bool", "int", "float"):
+        if len(text) > MAX_QUOTED and kind in ("bool", "int", "float"):
             # Not shown whole, nor converted: a hex number of a million digits has no decimal form.
             yield f"{where}: {shorten(text)}: a number of {len(text):,} characters"
         elif kind == "bool" and text.lower() not in ("true", "false"):
@@ -88,7 +88,7 @@ def _misread_scalars(node: yaml.Node | None, key: str = "") -> Iterator[str]:
         ):
             number = yaml.safe_load(text)
             yield f"{where}: YAML 1.1 reads {text} as the number {number}; write {number}"
-        elif kind == "str" and len(text) <= documents.MAX_QUOTED and _FLOAT_12.fullmatch(text):
+        elif kind == "str" and len(text) <= MAX_QUOTED and _FLOAT_12.fullmatch(text):
             yield (
                 f"{where}: YAML 1.1 reads {text} as the text '{text}', not a number; write "
                 f"{_with_dot(text)} (a number with an exponent needs a dot and a signed exponent)"

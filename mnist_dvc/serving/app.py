@@ -12,14 +12,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from mnist_dvc.serving.batching import Batcher
-from mnist_dvc.serving.bodies import (
+from mnist_dvc.serving.bodies import MAX_INSTANCES, ClientError, answer, read_images
+from mnist_dvc.serving.body_limit import (
     MAX_BODY_BYTES,
-    MAX_INSTANCES,
     BodyTooLarge,
-    ClientError,
     LimitBody,
-    answer,
-    read_images,
     too_large_response,
 )
 from mnist_dvc.serving.card import MODEL_NAME

@@ -1,6 +1,7 @@
-"""Request bodies and answers: the size limit, JSON instances, image uploads (decoded as
-mnist-predict decodes them: mnist_dvc/inputs.py), and the JSON written back. Every bad body is a
-ClientError: a 4xx status with one line in {"detail": ...}.
+"""Request bodies and answers: JSON instances, image uploads (decoded as mnist-predict decodes
+them: mnist_dvc/image_files.py), and the JSON written back. Every bad body is a ClientError: a
+4xx status with one line in {"detail": ...}. (A body over the size limit never gets here:
+mnist_dvc/serving/body_limit.py refuses it as it arrives.)
 
 The server's memory is bounded by what is held at once, not by how many requests arrive: a body
 waits its turn in a temporary file (in memory up to SPOOL_BYTES, on disk beyond), and the heavy
@@ -24,19 +25,18 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnist_dvc import mnist
+from mnist_dvc.digits import InputError
 from mnist_dvc.errors import ToolError, describe
-from mnist_dvc.inputs import InputError, check_images, image_from_stream
+from mnist_dvc.image_files import image_from_stream
+from mnist_dvc.npy_batches import check_images
+from mnist_dvc.prepared import CHANNEL_SHAPES, IMAGE_SHAPE
 
-# A request body: an upload of a phone photo fits; a JSON batch of MAX_INSTANCES images
-# written with full float precision (~17 KB each) fits too.
-MAX_BODY_BYTES = 8 << 20
+# Images per JSON request; MAX_BODY_BYTES (mnist_dvc/serving/body_limit.py) holds that many
+# written with full float precision (~17 KB each).
 MAX_INSTANCES = 256
-INSTANCE_SHAPES = ((mnist.IMAGE_ROWS, mnist.IMAGE_COLS), (mnist.IMAGE_ROWS, mnist.IMAGE_COLS, 1))
+INSTANCE_SHAPES = (IMAGE_SHAPE, CHANNEL_SHAPES["channels_last"])
 # JSON bodies above this are parsed in a thread, so that one big batch does not stall the
 # event loop for everybody else; small ones are parsed in place (a thread hop costs more).
 PARSE_INLINE_BYTES = 64 << 10
@@ -45,7 +45,7 @@ PARSE_INLINE_BYTES = 64 << 10
 SPOOL_BYTES = 1 << 20
 MAX_FIELD_BYTES = 64 << 10  # a multipart field that is not the file
 # Decodes and large parses at once: each may take its full size decoded (a 25-megapixel RGBA PNG
-# is 100 MB, about 200 MB at its peak) before it is reduced (mnist_dvc/inputs.py). A pool of
+# is 100 MB, about 200 MB at its peak) before it is reduced (mnist_dvc/image_files.py). A pool of
 # its own, so that the work waiting for it holds no thread (and no memory) meanwhile.
 HEAVY_SLOTS = 2
 HEAVY_WORK = ThreadPoolExecutor(max_workers=HEAVY_SLOTS, thread_name_prefix="mnist-serve-heavy")
@@ -60,54 +60,6 @@ class ClientError(ToolError):
         self.message = message
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class LimitBody:
-    """Refuse a body over `max_bytes` before reading it all: at once by its Content-Length,
-    or, for a chunked body, as soon as the bytes read pass the limit."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and not length.isdigit():
-            await JSONResponse({"detail": "Content-Length is not a number"}, 400)(
-                scope, receive, send
-            )
-            return
-        if length is not None and int(length) > self.max_bytes:
-            await too_large_response(self.max_bytes)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge
-            return message
-
-        await self.app(scope, limited, send)
-
-
-def too_large_response(max_bytes: int) -> JSONResponse:
-    # Connection: close, or the server would go on reading (and dropping) the rest of the body.
-    return JSONResponse(
-        {"detail": f"request body over {max_bytes >> 20} MiB: send a smaller image or fewer "
-         "instances"},
-        413,
-        headers={"Connection": "close"},
-    )  # fmt: skip
-
-
 def _refuse_constant(name: str) -> float:
     # Python's json reads NaN, Infinity and -Infinity, which JSON itself does not have.
     raise ClientError(422, f"{name} in the body: instances hold numbers in [0, 1]")
@@ -116,7 +68,7 @@ def _refuse_constant(name: str) -> float:
 # The most values and arrays MAX_INSTANCES 28x28x1 instances can hold, twice over (room for
 # other keys). Parsing costs memory by the value: 8 MiB of `[[1]],` would be 1.4 million lists,
 # 300 MB; such a body is refused by counting its commas and brackets first, in milliseconds.
-_ROWS, _COLS = INSTANCE_SHAPES[0]
+_ROWS, _COLS = IMAGE_SHAPE
 MAX_COMMAS = 2 * MAX_INSTANCES * _ROWS * _COLS
 MAX_BRACKETS = 2 * MAX_INSTANCES * (1 + _ROWS * (1 + _COLS))
 

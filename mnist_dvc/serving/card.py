@@ -17,8 +17,8 @@ from typing import Any
 from mnist_dvc import dvc_lock, provenance, records
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import describe
-from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS, PROVENANCE
-from mnist_dvc.serving.engines import Engine, served_files
+from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PROVENANCE
+from mnist_dvc.serving.engines import ENGINES, served_files
 
 MODEL_NAME = "mnist-cnn"
 LOCK = "dvc.lock"
@@ -30,7 +30,8 @@ def _shown(path: Path) -> str:
     return f"{path.parent.resolve().name}/{path.name}"
 
 
-def model_card(model_dir: Path, engine: Engine, release: dict | None = None) -> dict[str, Any]:
+def describe_served(model_dir: Path, engine: str, release: dict | None = None) -> dict[str, Any]:
+    """GET /model's answer for the model in `model_dir` served by the engine named `engine`."""
     project = model_dir.resolve().parent
     try:
         stages, lock_note = dvc_lock.read(project / LOCK, shown=LOCK), None
@@ -66,29 +67,33 @@ def model_card(model_dir: Path, engine: Engine, release: dict | None = None) -> 
     }
 
 
-def stale_onnx(model_dir: Path) -> str | None:
-    """Why models/model.onnx is not an export of the model.json + model.h5 beside it, by
-    dvc.lock's export stage; None if it is, or if nothing says otherwise."""
+def stale_export(model_dir: Path, engine: str) -> str | None:
+    """Why the engine's files are not an export of the model.json + model.h5 beside them, by
+    dvc.lock's stage that exported them; None if they are, if nothing says otherwise, or if the
+    engine serves that pair itself."""
+    stage = ENGINES[engine].exported_by
+    if stage is None:
+        return None
     project = model_dir.resolve().parent
     try:
-        export = dvc_lock.read(project / LOCK).get("export")
+        exporter = dvc_lock.read(project / LOCK).get(stage)
     except dvc_lock.LockError:
         return None
-    if export is None:
+    if exporter is None:
         return None
-    read = _resolved(project, export.deps)
+    read = _resolved(project, exporter.deps)
     for name in (MODEL_JSON.name, MODEL_WEIGHTS.name):
         path = model_dir / name
         if path.is_file() and read.get(path.resolve()) not in (None, file_digest(path)):
             return (
-                f"{model_dir / MODEL_ONNX.name}: exported from another {name} (dvc.lock's "
-                "export stage): run `dvc repro export`, or serve model.json + model.h5 with "
+                f"{served_files(model_dir, engine)[0]}: exported from another {name} (dvc.lock's "
+                f"{stage} stage): run `dvc repro {stage}`, or serve model.json + model.h5 with "
                 "--engine keras"
             )
     return None
 
 
-def _metrics(project: Path, model_dir: Path, stages: dict, engine: Engine) -> dict[str, Any]:
+def _metrics(project: Path, model_dir: Path, stages: dict, engine: str) -> dict[str, Any]:
     path = project / METRICS.name
     empty = {"path": METRICS.name, "accuracy": None, "loss": None}
     evaluate = stages.get("evaluate")
@@ -96,10 +101,11 @@ def _metrics(project: Path, model_dir: Path, stages: dict, engine: Engine) -> di
         return {**empty, "note": "dvc.lock has no evaluate stage: the model has not been scored"}
     scored = _resolved(project, evaluate.deps)
     model = [model_dir / MODEL_JSON.name, model_dir / MODEL_WEIGHTS.name]
-    if engine == "onnx":  # the ONNX file computes what the scored Keras model does, if current
-        exported = stages.get("export")
-        model += [model_dir / MODEL_ONNX.name] if exported else []
-        scored.update(_resolved(project, exported.outs) if exported else {})
+    exported_by = ENGINES[engine].exported_by
+    exporter = stages.get(exported_by) if exported_by else None
+    if exporter:  # its exported files compute what the scored Keras model does, if current
+        model += served_files(model_dir, engine)
+        scored.update(_resolved(project, exporter.outs))
     written = _resolved(project, evaluate.outs).get(path.resolve())
     try:
         unscored = [p for p in model if scored.get(p.resolve()) != file_digest(p)]

@@ -39,8 +39,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from mnist_dvc.errors import StageError, ToolError, describe
 from mnist_dvc.paths import MODEL_JSON
 from mnist_dvc.serving.app import MAX_BATCH, create_app
-from mnist_dvc.serving.card import model_card, stale_onnx
-from mnist_dvc.serving.engines import ENGINES, load_engine
+from mnist_dvc.serving.card import describe_served, stale_export
+from mnist_dvc.serving.engines import DEFAULT_ENGINE, ENGINES, load_engine
 from mnist_dvc.serving.fetched import default_cache, fetch
 from mnist_dvc.serving.hosts import default_hosts
 from mnist_dvc.serving.protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, with_limits
@@ -98,9 +98,12 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument(
         "--engine",
-        choices=ENGINES,
-        default="onnx",
-        help="onnx: models/model.onnx in ONNX Runtime (default); keras: model.json + model.h5",
+        choices=tuple(ENGINES),
+        default=DEFAULT_ENGINE,
+        help="; ".join(
+            f"{name}: {engine.summary}{' (default)' if name == DEFAULT_ENGINE else ''}"
+            for name, engine in ENGINES.items()
+        ),
     )
     parse.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parse.add_argument(
@@ -207,10 +210,10 @@ def serve(argv: list[str] | None) -> int:
     args.model_dir = args.model_dir or MODEL_JSON.parent
     try:
         with quiet_stderr():
-            if args.engine == "onnx" and (stale := stale_onnx(args.model_dir)):
+            if stale := stale_export(args.model_dir, args.engine):
                 raise StageError(stale)
             predictor = load_engine(args.model_dir, args.engine, threads=args.threads or None)
-            card = model_card(args.model_dir, args.engine, release)
+            card = describe_served(args.model_dir, args.engine, release)
     except OSError as error:  # the files vanished between loading and hashing
         raise ToolError(f"{args.model_dir}: {describe(error)}") from None
     try:  # the port, before the minutes of a start are spent

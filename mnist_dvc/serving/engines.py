@@ -1,6 +1,8 @@
-"""The served model as a function (N, 28, 28) float32 -> (N, 10) probabilities.
+"""The served model as a function (N, 28, 28) float32 -> (N, 10) probabilities, by one of the
+engines in ENGINES, a table with one row per engine (as architectures.BUILDERS has one per
+model): the files it serves, its loader, and which dvc.lock stage vouches that evaluate's
+scores are its own.
 
-Two engines compute it from the pipeline's files:
 - `onnx` (the default): models/model.onnx, the export stage's file (checked by that stage on
   all 10,000 test images against Keras), in ONNX Runtime. No TensorFlow: the server starts in
   a second and a forward pass costs a fraction of Keras's.
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -23,51 +25,18 @@ from mnist_dvc import mnist
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import model_problem
 from mnist_dvc.paths import MODEL_JSON, MODEL_ONNX, MODEL_WEIGHTS
+from mnist_dvc.prepared import CHANNEL_SHAPES, IMAGE_SHAPE, data_format_of, with_channel
 
-Engine = Literal["onnx", "keras"]
-ENGINES: tuple[Engine, ...] = ("onnx", "keras")
 Predictor = Callable[[np.ndarray], np.ndarray]
-_ROWS, _COLS = mnist.IMAGE_ROWS, mnist.IMAGE_COLS
-IMAGE_SHAPES = ((_ROWS, _COLS, 1), (1, _ROWS, _COLS))  # channels_last, channels_first
 
 
 class EngineError(StageError):
     """The model cannot be served with this engine; the message says what to do."""
 
 
-def served_files(model_dir: Path, engine: Engine) -> list[Path]:
-    """The files an engine serves, in `model_dir`."""
-    if engine == "onnx":
-        return [model_dir / MODEL_ONNX.name]
-    return [model_dir / MODEL_JSON.name, model_dir / MODEL_WEIGHTS.name]
-
-
-def check_files(model_dir: Path, engine: Engine) -> None:
-    """Refuse a served file that is not a regular file of a model's size before any loader
-    opens it (a symlink to /dev/zero, a named pipe); a missing one is the loader's to say."""
-    for path in served_files(model_dir, engine):
-        if problem := model_problem(path):
-            raise EngineError(problem)
-
-
-def load_engine(model_dir: Path, engine: Engine, *, threads: int | None = None) -> Predictor:
-    """The model in `model_dir` as a function, traced or initialised and tried once.
-    `threads`: threads per operation (None: the engine's default, one per core)."""
-    check_files(model_dir, engine)
-    run = _load_onnx(model_dir, threads) if engine == "onnx" else _load_keras(model_dir, threads)
-    probabilities = run(np.zeros((1, mnist.IMAGE_ROWS, mnist.IMAGE_COLS), np.float32))
-    if probabilities.shape != (1, mnist.NUM_CLASSES) or not np.isfinite(probabilities).all():
-        raise EngineError(
-            f"{served_files(model_dir, engine)[-1]}: the model gives no finite probabilities "
-            "(NaN or infinity: damaged weights?): retrain it (`dvc repro`)"
-        )
-    return run
-
-
 def _load_onnx(model_dir: Path, threads: int | None) -> Predictor:
+    """models/model.onnx in an ONNX Runtime session."""
     import onnxruntime
-
-    from mnist_dvc.prepared import data_format_of, with_channel
 
     path = model_dir / MODEL_ONNX.name
     if not path.exists():
@@ -89,10 +58,7 @@ def _load_onnx(model_dir: Path, threads: int | None) -> Predictor:
         ) from None
     (given,) = session.get_inputs()
     image_shape = tuple(given.shape[1:])
-    if image_shape not in (
-        (mnist.IMAGE_ROWS, mnist.IMAGE_COLS, 1),
-        (1, mnist.IMAGE_ROWS, mnist.IMAGE_COLS),
-    ):
+    if image_shape not in CHANNEL_SHAPES.values():
         raise EngineError(f"{path}: takes {given.shape}, not 28x28 images")
     data_format, name = data_format_of(image_shape), given.name
 
@@ -108,7 +74,6 @@ def _load_keras(model_dir: Path, threads: int | None) -> Predictor:
     import tensorflow as tf
 
     from mnist_dvc.model import load_model
-    from mnist_dvc.prepared import data_format_of, with_channel
 
     if threads:
         # Only possible before TensorFlow's runtime starts, i.e. before the model is built.
@@ -124,4 +89,61 @@ def _load_keras(model_dir: Path, threads: int | None) -> Predictor:
     def run(images: np.ndarray) -> np.ndarray:
         return graph(with_channel(images, data_format)).numpy()
 
+    return run
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One way to serve the model (its name is its key in ENGINES)."""
+
+    summary: str  # what it serves, in what: --engine's help
+    files: tuple[str, ...]  # the files it serves, in the model folder
+    load: Callable[[Path, int | None], Predictor]  # (model folder, threads per operation)
+    # The dvc.lock stage that made its files from model.json + model.h5 and checked them
+    # against that model: what vouches that the evaluate stage's scores are theirs too. None:
+    # it serves the very files the evaluate stage scored.
+    exported_by: str | None = None
+
+
+ENGINES: dict[str, Engine] = {
+    "onnx": Engine(
+        summary="models/model.onnx in ONNX Runtime",
+        files=(MODEL_ONNX.name,),
+        load=_load_onnx,
+        exported_by="export",
+    ),
+    "keras": Engine(
+        summary="model.json + model.h5",
+        files=(MODEL_JSON.name, MODEL_WEIGHTS.name),
+        load=_load_keras,
+    ),
+}
+DEFAULT_ENGINE = "onnx"
+
+
+def served_files(model_dir: Path, engine: str) -> list[Path]:
+    """The files an engine serves, in `model_dir`."""
+    return [model_dir / name for name in ENGINES[engine].files]
+
+
+def check_files(model_dir: Path, engine: str) -> None:
+    """Refuse a served file that is not a regular file of a model's size before any loader
+    opens it (a symlink to /dev/zero, a named pipe); a missing one is the loader's to say."""
+    for path in served_files(model_dir, engine):
+        if problem := model_problem(path):
+            raise EngineError(problem)
+
+
+def load_engine(model_dir: Path, engine: str, *, threads: int | None = None) -> Predictor:
+    """The model in `model_dir` as a function, by the engine named `engine`, traced or
+    initialised and tried once. `threads`: threads per operation (None: the engine's default,
+    one per core)."""
+    check_files(model_dir, engine)
+    run = ENGINES[engine].load(model_dir, threads)
+    probabilities = run(np.zeros((1, *IMAGE_SHAPE), np.float32))
+    if probabilities.shape != (1, mnist.NUM_CLASSES) or not np.isfinite(probabilities).all():
+        raise EngineError(
+            f"{served_files(model_dir, engine)[-1]}: the model gives no finite probabilities "
+            "(NaN or infinity: damaged weights?): retrain it (`dvc repro`)"
+        )
     return run

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from mnist_dvc import commands
 from mnist_dvc.atomic import atomic_output
-from mnist_dvc.commands import is_url
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import MAX_RECORD_BYTES
+from mnist_dvc.git_commands import is_url
 from mnist_dvc.paths import METRICS, MODEL_JSON, user_cache
 from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import Refused

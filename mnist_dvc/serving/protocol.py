@@ -14,9 +14,9 @@ of headers each). Here:
 A late request gets a 408 with a JSON `detail`, as every refusal does, unless an answer is
 already under way; either way the connection is closed. It is closed as nginx's "lingering
 close" does: the answer is sent, then the server's half is shut and what the client still sends
-is read and dropped for up to LINGER_S, since closing a socket with unread data sends a reset
+is read and dropped for up to `linger_s`, since closing a socket with unread data sends a reset
 that can destroy the answer before the client reads it. (The body's size is limited by the
-app, mnist_dvc/serving/bodies.py, and the answer by the model's timeout.)
+app, mnist_dvc/serving/body_limit.py, and the answer by the model's timeout.)
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class DeadlineProtocol(HttpToolsProtocol):
     head_timeout_s = HEAD_TIMEOUT_S
     body_timeout_s = BODY_TIMEOUT_S
     max_head_bytes = MAX_HEAD_BYTES
+    linger_s = LINGER_S
     _deadline: asyncio.TimerHandle | None = None
     _in_head = True  # between a request's first byte (or the connection's) and its headers' end
     _head_bytes = 0
@@ -123,7 +124,7 @@ class DeadlineProtocol(HttpToolsProtocol):
             # connection_lost does), its answer is dropped and it reads a disconnect.
             cycle.disconnected = True
             cycle.message_event.set()
-        self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
+        self._deadline = self.loop.call_later(self.linger_s, self.transport.close)
 
 
 def with_limits(

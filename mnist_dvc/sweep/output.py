@@ -18,8 +18,10 @@ from typing import TextIO
 from mnist_dvc.commands import run
 from mnist_dvc.redact import redact
 from mnist_dvc.sweep.grid import Experiment
+from mnist_dvc.sweep.guarded import dvc
 from mnist_dvc.sweep.plan import Plan, SweepError
-from mnist_dvc.sweep.task import Outcome, dvc, read_metrics
+from mnist_dvc.sweep.results import read_metrics
+from mnist_dvc.sweep.task import Outcome
 
 RAY_MESSAGE_CHARS = 200
 WIDE_TABLE = 250  # columns for `dvc exp show` when the output is not a terminal

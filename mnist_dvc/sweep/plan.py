@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_dvc.commands import git, git_ok, is_url, run
 from mnist_dvc.errors import ToolError
+from mnist_dvc.git_commands import git, git_ok, is_url, ls_remote, repo_root
 from mnist_dvc.sweep.grid import Experiment, GridError, expand
 from mnist_dvc.sweep.task import exp_ref
 
@@ -39,7 +39,7 @@ class Plan:
 
 
 def make_plan(cwd: Path, git_remote: str, options: list[str], targets: tuple[str, ...]) -> Plan:
-    repo = repo_root(cwd)
+    repo = dvc_repo_root(cwd)
     git_url = remote_url(repo, git_remote)
     commit = git(repo, "rev-parse", "HEAD", error=SweepError)
     try:
@@ -59,13 +59,9 @@ def make_plan(cwd: Path, git_remote: str, options: list[str], targets: tuple[str
     return Plan(repo, git_url, commit, experiments, existing)
 
 
-def repo_root(cwd: Path) -> Path:
-    try:
-        root = Path(git(cwd, "rev-parse", "--show-toplevel", error=SweepError, timeout=60))
-    except SweepError:
-        raise SweepError(
-            f"{cwd} is not in a git repository: run mnist-sweep in your clone"
-        ) from None
+def dvc_repo_root(cwd: Path) -> Path:
+    outside = f"{cwd} is not in a git repository: run mnist-sweep in your clone"
+    root = repo_root(cwd, error=SweepError, outside=outside, timeout=60)
     if not (root / ".dvc").is_dir():
         raise SweepError(f"{root} is not a DVC repository (no .dvc folder)")
     return root
@@ -87,18 +83,8 @@ def remote_url(repo: Path, name: str) -> str:
 
 def remote_refs(repo: Path, git_remote: str) -> dict[str, str]:
     """{ref: commit} of the remote's branches, tags and experiments, in one call."""
-    listed = run(
-        ["git", "ls-remote", git_remote],
-        repo,
-        error=SweepError,
-        name=f"cannot reach git remote {git_remote!r}",
-        timeout=120,
-    )
-    refs = {}
-    for line in listed.splitlines():
-        sha, _, ref = line.partition("\t")
-        refs[ref] = sha
-    return refs
+    unreachable = f"cannot reach git remote {git_remote!r}"
+    return ls_remote(git_remote, cwd=repo, error=SweepError, name=unreachable)
 
 
 def require_pushed(repo: Path, commit: str, refs: dict[str, str], git_remote: str) -> None:

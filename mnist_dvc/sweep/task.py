@@ -7,19 +7,16 @@ fetching MNIST again, `dvc exp run` with the experiment's params, then push its 
 DVC remote first and its git ref last. A ref on the remote therefore always has its outputs
 there too: a task that dies on the way leaves nothing, or only unreferenced cache files.
 
-Only the standard library and mnist_dvc's own small modules (errors, commands) at the top: Ray
-imports this module on every worker, by its path (mnist_dvc.sweep.task), to run
-run_experiment and to rebuild the Job, the Outcome and an InfraError.
+Only the standard library and mnist_dvc's own small modules (errors, commands, git_commands,
+and the sweep's guarded and results) at the top: Ray imports this module on every worker, by
+its path (mnist_dvc.sweep.task), to run run_experiment and to rebuild the Job, the Outcome and
+an InfraError.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,19 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_dvc import documents
-from mnist_dvc.commands import NO_PROMPTS, last_line
+from mnist_dvc.commands import last_line
 from mnist_dvc.errors import ToolError
-from mnist_dvc.files import read_text_limited
+from mnist_dvc.git_commands import listed_refs
 from mnist_dvc.redact import redact
+from mnist_dvc.sweep.guarded import dvc, guarded, task_env
+from mnist_dvc.sweep.results import NO_OUTPUT, dvc_error, failure_reason, fresh_metrics
 
 LOG_TAIL_CHARS = 6000  # of each experiment's output, kept for `mnist-sweep --verbose`
-NO_OUTPUT = "no output"  # the reason when a failed command wrote nothing
-# The most one git or DVC call to a remote may take (a clone, a pull of the prepared data, a
-# push): a server that stops answering fails the task, which Ray then retries.
-REMOTE_TIMEOUT_S = 1800.0
-TIMED_OUT = 124  # the exit status a timed-out command is given, as timeout(1) does
-STAGE_ERROR = re.compile(r"^[A-Za-z_][\w-]*: (error: |interrupted$)")  # mnist_dvc.stage's lines
 
 
 class InfraError(ToolError):
@@ -149,60 +141,6 @@ def node_name() -> str:
     return host
 
 
-def task_env(cpus: int) -> dict[str, str]:
-    """The environment of the commands: this interpreter's `python` and `dvc` first on PATH
-    (dvc.yaml runs `python -m stages ...`), and TensorFlow's threads as many as the CPUs the
-    task holds, so that experiments side by side on one node never share a core. Under
-    `numerics: portable` the thread count changes no bit (mnist_dvc/portable/), so a task's
-    model has the bytes `dvc exp run` gives anywhere."""
-    threads = str(cpus)
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DVC_NO_ANALYTICS": "1",
-        **NO_PROMPTS,
-        "TF_NUM_INTRAOP_THREADS": threads,
-        "TF_NUM_INTEROP_THREADS": threads,
-        "OMP_NUM_THREADS": threads,
-    }
-
-
-def guarded(
-    cmd: list[str],
-    cwd: Path,
-    env: dict[str, str] | None = None,
-    timeout: float | None = REMOTE_TIMEOUT_S,
-) -> tuple[int, str]:
-    """A command through mnist_dvc.sweep.guard (it dies with this process), its output in a
-    file (DVC and TensorFlow write a lot) that is read back afterwards. After `timeout`
-    seconds the guard ends it (exit status TIMED_OUT, its output's last line saying so)."""
-    guard = [sys.executable, "-m", "mnist_dvc.sweep.guard", str(os.getpid()), "--"]
-    with tempfile.TemporaryFile("w+", errors="replace") as log:
-        proc = subprocess.Popen(
-            [*guard, *cmd],
-            cwd=cwd,
-            env=env or task_env(1),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            code = proc.wait(timeout=timeout)
-        except BaseException as error:
-            proc.terminate()  # the guard then ends the command's whole process group
-            proc.wait()
-            if not isinstance(error, subprocess.TimeoutExpired):
-                raise
-            code = TIMED_OUT
-            print(f"\ntimed out after {timeout:g} s", file=log)
-        log.seek(0)
-        return code, log.read()
-
-
-def dvc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dvc", *args]
-
-
 def clone(job: Job, work: Path) -> None:
     code, output = guarded(
         [
@@ -226,13 +164,15 @@ def clone(job: Job, work: Path) -> None:
 
 
 def ref_on_remote(job: Job, work: Path) -> bool:
-    code, output = guarded(
-        ["git", "ls-remote", job.git_remote, exp_ref(job.commit, job.name)], work
-    )
+    """Whether the experiment's ref is on the git remote. Asked through the guard, as every
+    remote call of a task is; its listing read by the one parser of `git ls-remote`'s lines
+    (the guard's output holds git's warnings too)."""
+    ref = exp_ref(job.commit, job.name)
+    code, output = guarded(["git", "ls-remote", job.git_remote, ref], work)
     if code != 0:
         reason = last_line(output, NO_OUTPUT)
         raise InfraError(redact(f"git ls-remote {job.git_url} failed: {reason}"))
-    return bool(output.strip())
+    return ref in listed_refs(output)
 
 
 def exp_ref(commit: str, name: str) -> str:
@@ -294,44 +234,3 @@ def push(job: Job, work: Path) -> None:
     code, output = guarded(dvc("exp", "push", "--no-cache", job.git_remote, job.name), work)
     if code != 0:
         raise InfraError(f"dvc exp push {job.git_remote} failed: {dvc_error(output)}")
-
-
-def fresh_metrics(path: Path, since: float) -> dict[str, float]:
-    """The experiment's metrics, if its run wrote them: with targets that stop before the
-    evaluate stage, metrics.json is still the commit's."""
-    try:
-        written = path.stat().st_mtime
-    except OSError:
-        return {}
-    return read_metrics(path) if written >= since else {}
-
-
-def read_metrics(path: Path) -> dict[str, float]:
-    """The top-level numbers of a metrics file (accuracy, loss), or none."""
-    try:
-        metrics = documents.load_json(read_text_limited(path))
-    except (OSError, ValueError):  # ValueError: not JSON (documents.DocumentError), not UTF-8
-        return {}
-    if not isinstance(metrics, dict):
-        return {}
-    return {
-        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
-
-
-def failure_reason(output: str) -> str:
-    """The one line that says why: a stage's own (`train: error: params.yaml: ...`), else
-    DVC's last ERROR line, else the last line."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if STAGE_ERROR.match(line):
-            return line
-    return dvc_error(output)
-
-
-def dvc_error(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("ERROR: "):
-            return line.removeprefix("ERROR: ")
-    return last_line(output, NO_OUTPUT)

@@ -27,8 +27,9 @@ import json
 from pathlib import Path
 
 from mnist_dvc.tool import ToolParser, run_tool
-from mnist_dvc.verify.reading import load_committed, load_work
+from mnist_dvc.verify.committed import load_committed
 from mnist_dvc.verify.verdict import Verdict, compare
+from mnist_dvc.verify.work_tree import load_work
 
 EXIT = {"identical": 0, "equivalent": 0, "different": 1}
 

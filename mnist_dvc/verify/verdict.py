@@ -1,5 +1,5 @@
 """The comparison: identical, equivalent or different, and why; with the two thresholds that
-decide equivalence (ACCURACY_TOLERANCE, MIN_AGREEMENT) and the measurements behind them.
+decide equivalence (ACCURACY_TOLERANCE, MIN_AGREEMENT).
 
 identical: every output that dvc.lock records has the committed md5. Otherwise equivalent when
 the params (FREE_PARAMS aside), the prepared data, the accuracy and the predicted digits agree,
@@ -15,27 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnist_dvc.paths import MODEL_WEIGHTS, PREDICTIONS, PREPARED_DIR
-from mnist_dvc.verify.reading import WEIGHTS, Results, flatten
+from mnist_dvc.verify.results import WEIGHTS, Results, flatten
 
-# Test accuracy may differ from the committed one by this much (20 of 10,000 images). What
-# changes with train.seed or the numerics is the training trajectory, so the seed study is the
-# measure: seeds 1, 2, 3 and the committed 42 scored 0.9905, 0.9922, 0.9918 and 0.9910 (12
-# epochs, 60,000 images), a spread of 0.0017 and at most 0.0012 from the committed model. The
-# tolerance covers the whole observed range with 8 images to spare on either side; a damaged
-# or wrongly fed model misses it by far, and so does one of 3 epochs (the committed run's own
-# log: 0.9854 after epoch 3). After epoch 6 it wandered within 0.9898-0.9917: accuracy alone
-# cannot tell 8 epochs from 12, which is why the params must match too.
-ACCURACY_TOLERANCE = 0.002
-# The same digit on at least this share of the test images (at most 100 of 10,000 differ).
-# Measured on the committed predictions.csv (seed 42, 90 errors): the model made before it from
-# the same seed, data and code on an AVX-512 CPU (8011325, 92 errors) differs on 27 images
-# (99.73 %); one from train.seed 1 (this code, 85 errors) on 56 (99.44 %), and on 59 from the
-# AVX-512 one. 99.5 % would thus call a mere change of seed different. Disagreement comes from
-# the images either model gets wrong: a model at the accuracy tolerance's edge (110 errors)
-# sharing errors as the seeds do (61 of 85-92) differs on about 80, so 99 % keeps 20 images to
-# spare there, while asking that the two be wrong on mostly the same images (any two models of
-# 0.991 agree on at least 98.2 %, so a threshold below that would add nothing to the accuracy).
-MIN_AGREEMENT = 0.99
+# The two thresholds of equivalence, chosen from the seed study so that a change of seed alone
+# stays within them and a damaged or wrongly fed model does not (the measurements:
+# docs/reproducibility.md, "A verdict where bytes cannot match").
+ACCURACY_TOLERANCE = 0.002  # test accuracy: 20 of 10,000 images either way
+MIN_AGREEMENT = 0.99  # the same digit on this share of the test images: 100 may differ
 # Params that may differ between equivalent results: they change the bytes, not the model
 # (train.precision: the dtypes `train` computes in; the saved model is float32 either way).
 FREE_PARAMS = ("train.seed", "numerics", "train.precision")

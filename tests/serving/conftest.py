@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mnist_dvc.serving.app import create_app
-from mnist_dvc.serving.card import model_card
+from mnist_dvc.serving.card import describe_served
 from mnist_dvc.serving.engines import load_engine
 from tests.serving.helpers import (
     write_project,
@@ -28,5 +28,5 @@ def predictor(model_dir):
 
 @pytest.fixture(scope="module")
 def client(predictor, model_dir) -> Iterator[TestClient]:
-    with TestClient(create_app(predictor, model_card(model_dir, "onnx"))) as client:
+    with TestClient(create_app(predictor, describe_served(model_dir, "onnx"))) as client:
         yield client

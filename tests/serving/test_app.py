@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_dvc.inputs import image_from_bytes
-from mnist_dvc.serving.bodies import MAX_BODY_BYTES, MAX_INSTANCES
-from mnist_dvc.serving.card import model_card
+from mnist_dvc.image_files import image_from_bytes
+from mnist_dvc.serving.bodies import MAX_INSTANCES
+from mnist_dvc.serving.body_limit import MAX_BODY_BYTES
+from mnist_dvc.serving.card import describe_served
 from mnist_dvc.serving.cli import main as serve_main
+from mnist_dvc.serving.engines import DEFAULT_ENGINE, ENGINES, load_engine
 from tests.servers import free_port
 from tests.serving.helpers import (
     PREDICT_URLS,
@@ -66,7 +68,7 @@ def test_model_says_which_model_it_serves(client, model_dir):
     assert card["dvc_lock"]["matches"] is True
     assert card["metrics"]["accuracy"] == 0.1234
     assert card["metrics"]["note"] == "test-set metrics of the served model"
-    keras_card = model_card(model_dir, "keras")
+    keras_card = describe_served(model_dir, "keras")
     assert [Path(f["path"]).name for f in keras_card["files"]] == ["model.json", "model.h5"]
     assert all(f["matches_dvc_lock"] for f in keras_card["files"])
     assert card["batching"]["enabled"] is True
@@ -75,14 +77,14 @@ def test_model_says_which_model_it_serves(client, model_dir):
 
 def test_model_card_without_dvc_lock_or_metrics(model_dir, tmp_path):
     shutil.copytree(model_dir, tmp_path / "models")
-    card = model_card(tmp_path / "models", "keras")
+    card = describe_served(tmp_path / "models", "keras")
     assert card["dvc_lock"]["matches"] is None
     assert "no dvc.lock" in card["dvc_lock"]["note"]
     assert card["metrics"]["accuracy"] is None
     assert card["provenance"]["made"]["model_h5_md5"] == md5(model_dir / "model.h5")
     assert card["provenance"]["note"].startswith("numerics portable, ")
     (tmp_path / "models" / "provenance.json").unlink()
-    assert model_card(tmp_path / "models", "keras")["provenance"]["note"] == (
+    assert describe_served(tmp_path / "models", "keras")["provenance"]["note"] == (
         "no provenance recorded"
     )
     assert [f["md5"] for f in card["files"]] == [
@@ -96,12 +98,12 @@ def test_model_card_says_when_the_files_are_not_dvc_locks(model_dir, tmp_path):
     lock = yaml.safe_load((model_dir.parent / "dvc.lock").read_text())
     lock["stages"]["train"]["outs"][1]["md5"] = "0" * 32  # model.h5 retrained since
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    card = model_card(tmp_path / "models", "keras")
+    card = describe_served(tmp_path / "models", "keras")
     assert card["dvc_lock"]["matches"] is False
     assert [f["matches_dvc_lock"] for f in card["files"]] == [True, False]
     assert "differ" in card["dvc_lock"]["note"]
     (tmp_path / "dvc.lock").write_text("stages: [unclosed")
-    assert "unreadable" in model_card(tmp_path / "models", "keras")["dvc_lock"]["note"]
+    assert "unreadable" in describe_served(tmp_path / "models", "keras")["dvc_lock"]["note"]
 
 
 def test_records_of_the_wrong_shape_are_said_not_fatal(model_dir, tmp_path):
@@ -117,12 +119,22 @@ def test_records_of_the_wrong_shape_are_said_not_fatal(model_dir, tmp_path):
         (tmp_path / "metrics.json").write_text(metrics)
         lock["stages"]["evaluate"]["outs"][0]["md5"] = md5(tmp_path / "metrics.json")
         (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-        card = model_card(tmp_path / "models", "keras")
+        card = describe_served(tmp_path / "models", "keras")
         assert card["metrics"]["accuracy"] is None
         assert card["metrics"]["note"].startswith(f"metrics.json: {said}"), card["metrics"]
         assert card["provenance"]["made"] is None
         assert card["provenance"]["note"].startswith("models/provenance.json: ")
         assert str(tmp_path) not in json.dumps(card)
+
+
+def test_every_engine_of_the_table_serves_the_same_model(model_dir):
+    """One row per engine: each loads its own files and computes what the others do."""
+    images = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
+    computed = {name: load_engine(model_dir, name)(images) for name in ENGINES}
+    for name, engine in ENGINES.items():
+        card = describe_served(model_dir, name)
+        assert [Path(f["path"]).name for f in card["files"]] == list(engine.files)
+        np.testing.assert_allclose(computed[name], computed[DEFAULT_ENGINE], atol=1e-5)
 
 
 def test_the_accuracy_shown_is_the_served_models_own(model_dir, tmp_path):
@@ -132,8 +144,8 @@ def test_the_accuracy_shown_is_the_served_models_own(model_dir, tmp_path):
     (tmp_path / "metrics.json").write_text((model_dir.parent / "metrics.json").read_text())
     lock["stages"]["evaluate"]["deps"][1]["md5"] = "0" * 32  # evaluate scored older weights
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    for engine in ("onnx", "keras"):
-        metrics = model_card(tmp_path / "models", engine)["metrics"]
+    for engine in ENGINES:
+        metrics = describe_served(tmp_path / "models", engine)["metrics"]
         assert metrics["accuracy"] is None
         assert metrics["note"].startswith("the served model has not been evaluated")
 

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mnist_dvc.serving.app import create_app
-from mnist_dvc.serving.bodies import MAX_BODY_BYTES, MAX_INSTANCES
-from mnist_dvc.serving.card import model_card
+from mnist_dvc.serving.bodies import MAX_INSTANCES
+from mnist_dvc.serving.body_limit import MAX_BODY_BYTES
+from mnist_dvc.serving.card import describe_served
 from tests.serving.helpers import (
     digit_images,
     drawn_digit,
@@ -71,7 +72,7 @@ BAD_JSON = {
     "overflow to infinity": (instances([[[0.5] * 28] * 28]).replace(b"0.5", b"1e999", 1), 422, ""),
     "over 1": (instances([[[255] * 28] * 28]), 422, ""),
     "negative": (instances([[[-0.5] * 28] * 28]), 422, ""),
-    # no digit, as a uniform upload or .npy image (mnist_dvc/inputs.py: one rule)
+    # no digit, as a uniform upload or .npy image (mnist_dvc/digits.py: one rule)
     "uniform": (instances([ONE, [[0.5] * 28] * 28]), 422, "instances[1]: no ink"),
     "too many instances": (instances([[[0] * 28] * 28] * (MAX_INSTANCES + 1)), 422, "at most"),
     "nested too deep": (b"[" * 100_000 + b"]" * 100_000, 400, "not JSON"),
@@ -210,7 +211,7 @@ def test_a_model_that_does_not_answer_in_time_is_a_503(model_dir):
         time.sleep(1.0)
         return np.zeros((len(images), 10), np.float32)
 
-    app = create_app(stuck, model_card(model_dir, "onnx"), answer_timeout_s=0.2)
+    app = create_app(stuck, describe_served(model_dir, "onnx"), answer_timeout_s=0.2)
     with TestClient(app) as client:
         answer = client.post("/predict", json={"instances": digit_images(1).tolist()})
     assert answer.status_code == 503

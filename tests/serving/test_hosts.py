@@ -7,14 +7,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mnist_dvc.serving.app import create_app
-from mnist_dvc.serving.card import model_card
+from mnist_dvc.serving.card import describe_served
 from mnist_dvc.serving.hosts import default_hosts, host_name
 
 
 @pytest.fixture(scope="module")
 def local_only(predictor, model_dir):
     app = create_app(
-        predictor, model_card(model_dir, "onnx"), allowed_hosts=default_hosts("127.0.0.1")
+        predictor, describe_served(model_dir, "onnx"), allowed_hosts=default_hosts("127.0.0.1")
     )
     with TestClient(app) as client:
         yield client

@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
+from mnist_dvc.confusion import confusion_matrix, draw_confusion
+from mnist_dvc.model_card import model_card
 from mnist_dvc.released import Release, read_release, write_release
-from stages.report import confusion_matrix, draw_confusion, model_card
 
 
 def test_confusion_matrix_counts_actual_by_predicted(tmp_path):
@@ -56,7 +57,7 @@ def test_damaged_inputs_are_one_line_errors(tmp_path):
     import pytest
 
     from mnist_dvc.errors import StageError
-    from stages.report import read_per_digit, read_scores
+    from mnist_dvc.model_card import read_per_digit, read_scores
 
     bad = tmp_path / "metrics.json"
     for text, reason in [

@@ -490,7 +490,7 @@ def names_of(options: list[str], commit: str, targets: tuple[str, ...]) -> set[s
 
 
 def test_failure_reasons_are_the_stage_s_own_line():
-    from mnist_dvc.sweep.task import failure_reason
+    from mnist_dvc.sweep.results import failure_reason
 
     output = (
         "Running stage 'train':\n> python -m stages train\n"

@@ -870,7 +870,7 @@ def test_a_damaged_model_is_not_verified(reproduced):
 
 
 def test_entries_a_provenance_from_before_lacks_are_not_made_differently():
-    from mnist_dvc.verify.reading import WEIGHTS, Results
+    from mnist_dvc.verify.results import WEIGHTS, Results
     from mnist_dvc.verify.verdict import made_differently
 
     before = {"numerics": "portable", "environment": {"TF_NUM_INTRAOP_THREADS": "2"}}

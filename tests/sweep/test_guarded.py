@@ -1,4 +1,4 @@
-"""mnist_dvc/sweep/task.py without Ray: a task's remote calls end at their deadline, with
+"""mnist_dvc/sweep/guarded.py without Ray: a task's remote calls end at their deadline, with
 whatever they started, and say so in their last line."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mnist_dvc.sweep.task import TIMED_OUT, guarded
+from mnist_dvc.sweep.guarded import TIMED_OUT, guarded
 
 
 @pytest.mark.slow  # the guard gives the group up to 10 s to end
