@@ -112,7 +112,7 @@ bench: setup-bench  ## speed and accuracy against the notebook (SEEDS=1, NUMERIC
 # qemu's emulated CPU models (Debian's qemu-user; 10-30 minutes each here)? Prints the table,
 # fingerprint by fingerprint, and writes benchmarks/numerics_matrix.json. EMULATE= (empty) runs
 # the native columns only; EMULATE=EPYC-Rome,Haswell chooses the models.
-EMULATE ?= Haswell,Cascadelake-Server,Icelake-Server,EPYC-Rome,EPYC-Milan
+EMULATE ?= Haswell,Cascadelake-Server,EPYC-Rome,EPYC-Milan
 numerics-matrix: setup  ## the same bits at every thread count and on emulated CPUs? (EMULATE=...)
 	dvc repro preprocess
 	python scripts/numerics_matrix.py --emulate "$$EMULATE"

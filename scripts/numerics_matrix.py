@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from mnist_dvc.processor import cpu  # noqa: E402
 
-EMULATED = ("Haswell", "Cascadelake-Server", "Icelake-Server", "EPYC-Rome", "EPYC-Milan")
+EMULATED = ("Haswell", "Cascadelake-Server", "EPYC-Rome", "EPYC-Milan")
 TIMEOUT_S = {"native": 600, "emulated": 5400}
 OUT = ROOT / "benchmarks" / "numerics_matrix.json"
 
