@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -43,6 +42,8 @@ from bench_workers import (
     WORKERS,
     count_flops,  # noqa: F401 (tests/scripts/test_bench.py imports it from here)
 )
+
+from mnist_dvc import processor
 
 MIXED_ROW = "project, native, mixed_bfloat16"  # its row in the seeds table
 
@@ -215,7 +216,7 @@ def main() -> None:
     started = time.perf_counter()
     machine = {
         "cpus": os.cpu_count(),
-        "processor": platform.processor(),
+        "processor": processor.cpu(),  # model name and the flags that choose kernels
         "load_average_at_start": os.getloadavg(),
     }
     if alone:
