@@ -120,6 +120,22 @@ def real_raw_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def real_ood_raw_dir(tmp_path_factory) -> Path:
+    """The out-of-distribution set's real file (UCI optdigits), from the committed
+    ood_sources.yaml through the real fetch_ood stage and the same download cache."""
+    from mnist_dvc.ood_sources import load_ood_sources
+    from stages.fetch_ood import fetch_ood
+
+    out = tmp_path_factory.mktemp("real-ood") / "ood_raw"
+    committed = load_ood_sources(REPO_ROOT / "ood_sources.yaml")
+    cache = default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache / ".tests.lock"):
+        fetch_ood(committed.sources, out, cache, timeout_s=committed.timeout_s)
+    return out
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     """Run the test inside an empty folder, as the stages run inside the repository."""
