@@ -1,9 +1,9 @@
 """The model card, reports/model.md: what shows a reviewer which model version this is without
 running anything. Its params, test metrics (and its score on real handwriting that is not
-MNIST's, where metrics.json has it: mnist_dvc/ood.py), accuracy per digit, the confusion matrix (a picture
-beside it: mnist_dvc/confusion.py), the md5 of model.json and model.h5 (the hashes dvc.lock
-records), where it was made (models/provenance.json) and, for a release commit, its version
-(release.yaml, written by `make release`).
+MNIST's, where metrics.json has it: mnist_dvc/ood.py), accuracy per digit, the confusion
+matrix (a picture beside it: mnist_dvc/confusion.py), the md5 of model.json and model.h5 (the
+hashes dvc.lock records), where it was made (models/provenance.json) and, for a release
+commit, its version (release.yaml, written by `make release`).
 """
 
 from __future__ import annotations
