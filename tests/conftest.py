@@ -15,8 +15,9 @@ import pytest
 from filelock import FileLock
 
 from mnist_dvc.params import load_params
+from mnist_dvc.pinned_fetch import default_cache_dir
 from mnist_dvc.sources import load_sources
-from stages.fetch import default_cache_dir, fetch
+from stages.fetch import fetch
 from tests.helpers import (
     REPO_ROOT,
     gzip_files,
