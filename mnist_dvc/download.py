@@ -123,7 +123,7 @@ def _check_head(response, name: str, at_most: int, error: type[ProjectError]) ->
         raise error(f"{name}: got an HTML page, not data")
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > at_most:
-        raise error(f"{name}: {length} bytes, larger than MNIST's file can be (at most {at_most})")
+        raise error(f"{name}: {length} bytes, larger than the file can be (at most {at_most})")
 
 
 def _copy(
@@ -137,7 +137,7 @@ def _copy(
             break
         copied += len(block)
         if copied > limit:
-            raise error(f"{name}: more than {limit} bytes, larger than MNIST's file")
+            raise error(f"{name}: more than {limit} bytes, larger than the file can be")
         out.write(block)
     if deadline.expired:  # the timer shut the socket: the end of the data was not its end
         raise TimeoutError

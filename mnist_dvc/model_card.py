@@ -1,8 +1,9 @@
 """The model card, reports/model.md: what shows a reviewer which model version this is without
-running anything. Its params, test metrics, accuracy per digit, the confusion matrix (a picture
-beside it: mnist_dvc/confusion.py), the md5 of model.json and model.h5 (the hashes dvc.lock
-records), where it was made (models/provenance.json) and, for a release commit, its version
-(release.yaml, written by `make release`).
+running anything. Its params, test metrics (and its score on real handwriting that is not
+MNIST's, where metrics.json has it: mnist_dvc/ood.py), accuracy per digit, the confusion
+matrix (a picture beside it: mnist_dvc/confusion.py), the md5 of model.json and model.h5 (the
+hashes dvc.lock records), where it was made (models/provenance.json) and, for a release
+commit, its version (release.yaml, written by `make release`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_dvc import records
+from mnist_dvc import ood, records
 from mnist_dvc.digests import file_digest
 from mnist_dvc.params import TrainParams
 from mnist_dvc.paths import PROVENANCE, REPORT_CONFUSION
@@ -20,9 +21,14 @@ from mnist_dvc.released import Release
 
 
 def read_scores(path: Path) -> dict[str, float]:
-    """metrics.json as the evaluate stage wrote it: {"accuracy": ..., "loss": ...}; a
-    RecordError (one line naming the file) for anything else (mnist_dvc/records.py)."""
-    return vars(records.read_record(path, records.parse_metrics))
+    """metrics.json as the evaluate stage wrote it: {"accuracy": ..., "loss": ...}, and
+    "ood_accuracy" and "ood_loss" where it has them; a RecordError (one line naming the file)
+    for anything else (mnist_dvc/records.py)."""
+    scores = vars(records.read_record(path, records.parse_metrics))
+    found = records.read_record(path, ood.parse_scores)
+    if found is not None:
+        scores |= {ood.ACCURACY: found.accuracy, ood.LOSS: found.loss}
+    return scores
 
 
 def read_per_digit(path: Path) -> dict[str, float]:
@@ -54,6 +60,7 @@ def model_card(
         f"Test accuracy **{metrics['accuracy']:.4f}**, test loss {metrics['loss']:.4f} "
         f"on the {int(counts.sum())} MNIST test images.",
         "",
+        *_out_of_distribution(metrics),
         "## Files",
         "",
         "| file | md5 (as in dvc.lock) | bytes |",
@@ -91,6 +98,19 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _out_of_distribution(metrics: dict) -> list[str]:
+    """The score on real handwriting that is not MNIST's, if the metrics hold it: the error
+    that MNIST's test set hides."""
+    if ood.ACCURACY not in metrics:
+        return []
+    return [
+        f"Out of distribution: accuracy **{metrics[ood.ACCURACY]:.4f}**, loss "
+        f"{metrics[ood.LOSS]:.4f} on {ood.NAME}, real handwritten digits by other writers than "
+        f"MNIST's, in MNIST's form (`{ood.ACCURACY}`, `{ood.LOSS}` in metrics.json).",
+        "",
+    ]
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -23,6 +23,8 @@ STAGES: dict[str, tuple[str, ...]] = {
     "check_params": (),
     "fetch": (),
     "preprocess": (),
+    "fetch_ood": (),
+    "prepare_ood": (),
     "train": ("mnist_dvc.numerics:configure_from_params",),
     "evaluate": ("mnist_dvc.numerics:configure_from_params",),
     "report": (),

@@ -1,9 +1,11 @@
-"""Stage `evaluate`: score models/model.json + model.h5 on the test set, as a consumer loads them.
+"""Stage `evaluate`: score models/model.json + model.h5 on the test set, as a consumer loads them,
+and on real handwriting that is not MNIST's (data/ood_prepared, mnist_dvc/ood.py).
 
 Writes metrics.json (test accuracy and loss, the notebook's two numbers: the headline that
-`dvc metrics` and `dvc exp show` compare), reports/per_digit.json (accuracy per digit) and
-reports/predictions.csv (actual and predicted digit per test image), from which `dvc plots`
-draws the confusion matrix.
+`dvc metrics` and `dvc exp show` compare; then the out-of-distribution set's, `ood_accuracy`
+and `ood_loss`: the error that MNIST's test set hides), reports/per_digit.json (accuracy per
+digit) and reports/predictions.csv (actual and predicted digit per test image), from which
+`dvc plots` draws the confusion matrix.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_dvc import mnist, prepared, strict_json
+from mnist_dvc import mnist, ood, prepared, strict_json
 from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.errors import StageError
 from mnist_dvc.model import load_model, predict_probabilities
@@ -48,26 +50,59 @@ def write_outputs(
 
 
 def evaluate(
-    prepared_dir: Path, json_path: Path, weights_path: Path, batch_size: int, numerics: Numerics
+    prepared_dir: Path,
+    json_path: Path,
+    weights_path: Path,
+    batch_size: int,
+    numerics: Numerics,
+    ood_dir: Path | None = None,
 ) -> tuple[dict, dict, np.ndarray, np.ndarray]:
-    """(metrics, accuracy per digit, labels, predicted digits) for the model on the test set."""
+    """(metrics, accuracy per digit, labels, predicted digits) for the model on the test set;
+    with `ood_dir`, the metrics hold the out-of-distribution set's accuracy and loss too."""
     model = load_model(json_path, weights_path)
     x_test, y_test = prepared.load_split(prepared_dir, "test")
-    probabilities = predict_probabilities(model, x_test, batch_size, numerics)
+    probabilities = _probabilities(model, x_test, batch_size, numerics, weights_path, "test")
+    labels = y_test.astype(np.int64)
+    metrics, per_digit = score(probabilities, labels)
+    if ood_dir is not None:
+        try:
+            x_ood, y_ood = prepared.load_split(ood_dir, ood.OOD_SPLIT)
+        except prepared.PreparedError as error:  # its message names MNIST's stage
+            text = str(error).replace("the preprocess stage", "the prepare_ood stage")
+            raise prepared.PreparedError(text) from None
+        found, _ = score(
+            _probabilities(model, x_ood, batch_size, numerics, weights_path, ood.NAME),
+            y_ood.astype(np.int64),
+        )
+        metrics |= {ood.ACCURACY: found["accuracy"], ood.LOSS: found["loss"]}
+    return metrics, per_digit, labels, probabilities.argmax(axis=1)
+
+
+def _probabilities(
+    model, images: np.ndarray, batch_size: int, numerics: Numerics, weights_path: Path, kind: str
+) -> np.ndarray:
+    probabilities = predict_probabilities(model, images, batch_size, numerics)
     broken = ~np.isfinite(probabilities).all(axis=1)
     if broken.any():
         raise StageError(
             f"{weights_path}: the model's outputs are not finite numbers on {broken.sum()} of "
-            f"{len(x_test)} test images: it cannot be scored (retrain it: `dvc repro train`)"
+            f"{len(images)} {kind} images: it cannot be scored (retrain it: `dvc repro train`)"
         )
-    labels = y_test.astype(np.int64)
-    return *score(probabilities, labels), labels, probabilities.argmax(axis=1)
+    return probabilities
 
 
 def main() -> None:
     params = load_params()
     metrics, per_digit, labels, predicted = evaluate(
-        PREPARED_DIR, MODEL_JSON, MODEL_WEIGHTS, params.evaluate.batch_size, params.numerics
+        PREPARED_DIR,
+        MODEL_JSON,
+        MODEL_WEIGHTS,
+        params.evaluate.batch_size,
+        params.numerics,
+        ood.OOD_PREPARED_DIR,
     )
     write_outputs(metrics, per_digit, labels, predicted)
-    print(f"evaluate: test accuracy {metrics['accuracy']:.4f}, test loss {metrics['loss']:.4f}")
+    print(
+        f"evaluate: test accuracy {metrics['accuracy']:.4f}, test loss {metrics['loss']:.4f}; "
+        f"{ood.NAME} accuracy {metrics[ood.ACCURACY]:.4f}, loss {metrics[ood.LOSS]:.4f}"
+    )

@@ -15,8 +15,9 @@ import pytest
 from filelock import FileLock
 
 from mnist_dvc.params import load_params
+from mnist_dvc.pinned_fetch import default_cache_dir
 from mnist_dvc.sources import load_sources
-from stages.fetch import default_cache_dir, fetch
+from stages.fetch import fetch
 from tests.helpers import (
     REPO_ROOT,
     gzip_files,
@@ -117,6 +118,22 @@ def real_raw_dir(tmp_path_factory) -> Path:
     # One process at a time: on a cold cache two would download into the same partial files.
     with FileLock(cache / ".tests.lock"):
         fetch(committed.sources, out, cache, timeout_s=committed.timeout_s)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_ood_raw_dir(tmp_path_factory) -> Path:
+    """The out-of-distribution set's real file (UCI optdigits), from the committed
+    ood_sources.yaml through the real fetch_ood stage and the same download cache."""
+    from mnist_dvc.ood_sources import load_ood_sources
+    from stages.fetch_ood import fetch_ood
+
+    out = tmp_path_factory.mktemp("real-ood") / "ood_raw"
+    committed = load_ood_sources(REPO_ROOT / "ood_sources.yaml")
+    cache = default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache / ".tests.lock"):
+        fetch_ood(committed.sources, out, cache, timeout_s=committed.timeout_s)
     return out
 
 

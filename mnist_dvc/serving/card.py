@@ -1,8 +1,9 @@
 """What GET /model says of the served model: the engine and its files with their md5s, whether
 they are the ones dvc.lock records (the project is the model folder's parent, as models/ is in
-this repository), the test accuracy if and only if dvc.lock's evaluate stage scored exactly
-these files, where the model was made (models/provenance.json), and the registry's version and
-stage when it came from there. A missing, unreadable or malformed dvc.lock, metrics.json or
+this repository), the test accuracy (and that on real handwriting that is not MNIST's,
+mnist_dvc/ood.py) if and only if dvc.lock's evaluate stage scored exactly these files, where
+the model was made (models/provenance.json), and the registry's version and stage when it came
+from there. A missing, unreadable or malformed dvc.lock, metrics.json or
 provenance.json is said, not fatal: the server may serve a model copied anywhere.
 
 Paths are shown relative to the project (`models/model.onnx`, `dvc.lock`): /model answers
@@ -14,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mnist_dvc import dvc_lock, provenance, records
+from mnist_dvc import dvc_lock, ood, provenance, records
 from mnist_dvc.digests import file_digest
 from mnist_dvc.errors import describe
 from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PROVENANCE
@@ -95,7 +96,8 @@ def stale_export(model_dir: Path, engine: str) -> str | None:
 
 def _metrics(project: Path, model_dir: Path, stages: dict, engine: str) -> dict[str, Any]:
     path = project / METRICS.name
-    empty = {"path": METRICS.name, "accuracy": None, "loss": None}
+    empty = {"path": METRICS.name, "accuracy": None, "loss": None, ood.ACCURACY: None,
+             ood.LOSS: None}  # fmt: skip
     evaluate = stages.get("evaluate")
     if evaluate is None:
         return {**empty, "note": "dvc.lock has no evaluate stage: the model has not been scored"}
@@ -113,11 +115,14 @@ def _metrics(project: Path, model_dir: Path, stages: dict, engine: str) -> dict[
             return {**empty, "note": "the served model has not been evaluated: dvc.lock's "
                     "evaluate stage scored other files (run `dvc repro evaluate`)"}  # fmt: skip
         metrics = records.read_record(path, records.parse_metrics)
+        found = records.read_record(path, ood.parse_scores)  # None before it was scored
     except records.RecordError as error:  # not the evaluate stage's metrics.json
         return {**empty, "note": str(error).replace(str(path), METRICS.name)}
     except OSError as error:
         return {**empty, "note": f"{METRICS.name}: {describe(error)}"}
     return {"path": METRICS.name, "accuracy": metrics.accuracy, "loss": metrics.loss,
+            ood.ACCURACY: None if found is None else found.accuracy,
+            ood.LOSS: None if found is None else found.loss,
             "note": "test-set metrics of the served model"}  # fmt: skip
 
 

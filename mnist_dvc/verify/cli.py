@@ -14,6 +14,9 @@ HEAD, which are read from git alone: no DVC cache or remote is needed. One verdi
               threads, versions) explains it;
   different   anything else, one line per reason.
 
+The accuracy on real handwriting that is not MNIST's (ood_accuracy in metrics.json) follows,
+as information: it is never a reason for "different".
+
 Exit status: 0 identical or equivalent, 1 different, 2 an error (one line on stderr: not a git
 repository with a dvc.yaml, no committed results, no results in the work tree, a work tree
 whose outputs, params or code are not what its dvc.lock records, a file that cannot be read,
@@ -35,10 +38,12 @@ EXIT = {"identical": 0, "equivalent": 0, "different": 1}
 
 
 def render_text(verdict: Verdict) -> str:
-    """The verdict line, then one indented line per reason (and what was made differently)."""
+    """The verdict line, then one indented line per reason (and what was made differently), then
+    the information beside the verdict."""
     lines = [verdict.summary, *(f"  {reason}" for reason in verdict.reasons)]
     if verdict.verdict == "different" and verdict.made_differently:
         lines.append(f"  made differently: {', '.join(verdict.made_differently)}")
+    lines += [f"  {line}" for line in verdict.information]
     return "\n".join(lines)
 
 
@@ -49,6 +54,7 @@ def render_json(verdict: Verdict) -> str:
         "summary": verdict.summary,
         "reasons": verdict.reasons,
         "made_differently": verdict.made_differently,
+        "information": verdict.information,
         **verdict.details,
     }
     return json.dumps(document, allow_nan=False)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_dvc import documents, dvc_lock, records
+from mnist_dvc import documents, dvc_lock, ood, records
 from mnist_dvc.errors import ToolError
 from mnist_dvc.paths import METRICS, MODEL_WEIGHTS, PARAMS, PREDICTIONS, PROVENANCE
 
@@ -40,6 +40,7 @@ class Results:
     accuracy: float
     predictions: list[tuple[int, int]]  # (actual, predicted) per test image
     provenance: dict[str, Any] | None
+    ood: ood.OodScores | None = None  # on real handwriting that is not MNIST's: information
 
     @property
     def model_md5(self) -> str | None:
@@ -102,6 +103,7 @@ def parse_results(files: dict[Path, bytes | None], where: str, commit: str = "")
         accuracy=parsed(METRICS, records.parse_metrics).accuracy,
         predictions=parsed(PREDICTIONS, documents.load_digit_pairs),
         provenance=parsed(PROVENANCE, _parse_provenance),
+        ood=parsed(METRICS, ood.parse_scores),
     )
 
 

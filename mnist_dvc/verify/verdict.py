@@ -4,7 +4,9 @@ decide equivalence (ACCURACY_TOLERANCE, MIN_AGREEMENT).
 identical: every output that dvc.lock records has the committed md5. Otherwise equivalent when
 the params (FREE_PARAMS aside), the prepared data, the accuracy and the predicted digits agree,
 and what params.yaml and models/provenance.json record differently is listed as the reason the
-bytes differ; different, with one line per reason, when any of them does not.
+bytes differ; different, with one line per reason, when any of them does not. The score on
+real handwriting that is not MNIST's (mnist_dvc/ood.py) is shown beside the verdict, never a
+reason for it: no seed study has measured its spread yet.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnist_dvc import ood
 from mnist_dvc.paths import MODEL_WEIGHTS, PREDICTIONS, PREPARED_DIR
 from mnist_dvc.verify.results import WEIGHTS, Results, flatten
 
@@ -41,6 +44,7 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)  # why different
     made_differently: list[str] = field(default_factory=list)  # params and provenance
     details: dict[str, Any] = field(default_factory=dict)  # numbers for --json
+    information: list[str] = field(default_factory=list)  # shown beside it, never a reason
 
 
 def _show(value: Any) -> str:
@@ -170,8 +174,32 @@ def differences(work: Results, committed: Results, agreeing: int | None) -> list
     return reasons
 
 
+def out_of_distribution(work: Results, committed: Results) -> list[str]:
+    """The out-of-distribution accuracy of both sides, where either has one: information."""
+    if work.ood is None and committed.ood is None:
+        return []
+
+    def shown(scores: ood.OodScores | None) -> str:
+        return "not scored" if scores is None else f"{scores.accuracy:.4f}"
+
+    return [
+        f"out of distribution ({ood.NAME}, information only): accuracy {shown(work.ood)} "
+        f"(committed {shown(committed.ood)})"
+    ]
+
+
 def compare(work: Results, committed: Results) -> Verdict:
     """The verdict on the work tree's results against the committed ones."""
+    verdict = _compare(work, committed)
+    verdict.information = out_of_distribution(work, committed)
+    verdict.details[ood.ACCURACY] = {
+        "work": None if work.ood is None else work.ood.accuracy,
+        "committed": None if committed.ood is None else committed.ood.accuracy,
+    }
+    return verdict
+
+
+def _compare(work: Results, committed: Results) -> Verdict:
     agreeing, images = agreement(work, committed), len(committed.predictions)
     details: dict[str, Any] = {
         "commit": committed.commit,

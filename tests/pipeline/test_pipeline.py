@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_dvc import mnist, prepared
+from mnist_dvc import mnist, optdigits, prepared
 from stages.__main__ import STAGES
 from tests.helpers import sh
 
@@ -27,7 +27,8 @@ def repro(quick_run, tmp_path_factory):
 
 def test_every_stage_ran(repro):
     _, output = repro
-    for stage in ("fetch", "preprocess", "train", "evaluate", "report", "export"):
+    for stage in ("fetch", "preprocess", "fetch_ood", "prepare_ood", "train", "evaluate",
+                  "report", "export"):  # fmt: skip
         assert f"Running stage '{stage}'" in output
 
 
@@ -56,10 +57,12 @@ def test_metrics_params_and_plots_are_wired_for_dvc(repro):
     repo, _ = repro
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo).stdout)
     workspace = shown[""]["data"]
-    # The headline only: test accuracy and loss, in that order (per-digit accuracy and
-    # DVCLive's per-epoch numbers are in reports/ and dvclive/, not in every table).
+    # The headline only: test accuracy and loss, in that order, then the same on real
+    # handwriting that is not MNIST's (per-digit accuracy and DVCLive's per-epoch numbers are
+    # in reports/ and dvclive/, not in every table).
     assert list(workspace) == ["metrics.json"]
-    assert list(workspace["metrics.json"]["data"]) == ["accuracy", "loss"]
+    assert list(workspace["metrics.json"]["data"]) == ["accuracy", "loss", "ood_accuracy",
+                                                       "ood_loss"]  # fmt: skip
     assert workspace["metrics.json"]["data"]["accuracy"] > 0.8
     assert "eval" in json.loads((repo / "dvclive" / "metrics.json").read_text())
     params = json.loads(sh("dvc", "params", "diff", "HEAD~1", "--json", cwd=repo).stdout)
@@ -69,6 +72,23 @@ def test_metrics_params_and_plots_are_wired_for_dvc(repro):
         assert sh("git", "check-ignore", "-q", tracked, cwd=repo, check=False).returncode == 1
     assert sh("git", "check-ignore", "-q", "models/model.h5", cwd=repo, check=False).returncode == 0
     assert not list(repo.rglob("*.partial"))
+
+
+def test_the_out_of_distribution_set_is_fetched_prepared_and_scored(repro):
+    """UCI's optdigits, from scikit-learn's wheel, in MNIST's form, scored by evaluate beside
+    MNIST's test set: in metrics.json, in the model card."""
+    repo, output = repro
+    optdigits.verify(repo / "data" / "ood_raw" / optdigits.DIGITS.name)
+    images, labels = prepared.load_split(repo / "data" / "ood_prepared", "test")
+    assert images.shape == (optdigits.COUNT, 28, 28, 1) and len(labels) == optdigits.COUNT
+    metrics = json.loads((repo / "metrics.json").read_text())
+    # One epoch on 2,000 images: worse on other writers' digits than on MNIST's own.
+    assert 0.3 < metrics["ood_accuracy"] < metrics["accuracy"] and metrics["ood_loss"] > 0
+    assert f"UCI optdigits accuracy {metrics['ood_accuracy']:.4f}" in output
+    card = (repo / "reports" / "model.md").read_text()
+    assert f"Out of distribution: accuracy **{metrics['ood_accuracy']:.4f}**" in card
+    for ignored in ("data/ood_raw", "data/ood_prepared"):  # DVC's, not git's
+        assert sh("git", "check-ignore", "-q", ignored, cwd=repo, check=False).returncode == 0
 
 
 def test_repro_again_is_a_no_op_and_forced_train_gives_the_same_bytes(repro):
@@ -161,7 +181,7 @@ def stages_with_changed_dep(repo, path: str) -> set[str]:
     [
         # Code: a line without a comment, changed as a developer would.
         ("mnist_dvc/prepared.py", 'SPLITS = ("train", "test")', 'SPLITS = ("train", "test",)',
-         {"preprocess", "train", "evaluate", "export"}),
+         {"preprocess", "prepare_ood", "train", "evaluate", "export"}),
         ("mnist_dvc/sources.py", "def _is_local(", "def _is_local_source(",
          {"fetch"}),
         # Module boundaries are cache boundaries: the source policy is fetch's alone, and a
@@ -174,15 +194,24 @@ def stages_with_changed_dep(repo, path: str) -> set[str]:
          "def configure_from_params() -> None:  # TensorFlow's stages", {"train", "evaluate",
          "export", "report"}),
         ("mnist_dvc/mnist.py", "NUM_TEST = 10000", "NUM_TEST = 10_000",
-         {"check_params", "fetch", "preprocess", "train", "evaluate", "report", "export"}),
+         {"check_params", "fetch", "preprocess", "fetch_ood", "prepare_ood", "train",
+          "evaluate", "report", "export"}),
+        # The out-of-distribution set's code and sources: never train's.
+        ("mnist_dvc/optdigits.py", "COUNT = 1797", "COUNT = 1_797", {"fetch_ood", "prepare_ood"}),
+        ("mnist_dvc/ood_sources.py", "MAX_GZIPPED = 1 << 20", "MAX_GZIPPED = 1 << 21",
+         {"fetch_ood"}),
+        ("ood_sources.yaml", "timeout_s: 300.0", "timeout_s: 301.0", {"fetch_ood"}),
+        ("stages/prepare_ood.py", "def to_mnist_form(", "def to_mnist_form_(", {"prepare_ood"}),
+        ("mnist_dvc/ood.py", 'NAME = "UCI optdigits"', 'NAME = "UCI optdigits "',
+         {"fetch_ood", "prepare_ood", "evaluate", "report"}),
         ("mnist_dvc/architectures/mnist_convnet.py", "    data_format = ", "    data_format=",
          {"train"}),
         # The stages' package versions: every stage whose results they can change (fetch's
         # are pinned by their digests). The other roles' locks are no stage's dependency.
         ("requirements.lock", "numpy==", "numpy===",
-         {"preprocess", "train", "evaluate", "report", "export"}),
+         {"preprocess", "prepare_ood", "train", "evaluate", "report", "export"}),
         ("requirements.lock", "tensorflow==", "tensorflow===",
-         {"preprocess", "train", "evaluate", "report", "export"}),
+         {"preprocess", "prepare_ood", "train", "evaluate", "report", "export"}),
         ("requirements-serve.lock", "uvicorn==", "uvicorn===", set()),
         ("requirements-dev.lock", "pytest==", "pytest===", set()),
     ],

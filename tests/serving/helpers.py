@@ -38,7 +38,9 @@ def write_project(root: Path) -> Path:
     models = root / "models"
     save_model(model, models / "model.json", models / "model.h5")
     export_onnx(model, models / "model.onnx")
-    (root / "metrics.json").write_text(json.dumps({"loss": 2.3, "accuracy": 0.1234}))
+    (root / "metrics.json").write_text(
+        json.dumps({"loss": 2.3, "accuracy": 0.1234, "ood_accuracy": 0.0987, "ood_loss": 3.1})
+    )
 
     def entries(*paths: str) -> list[dict]:
         return [{"path": path, "hash": "md5", "md5": md5(root / path)} for path in paths]

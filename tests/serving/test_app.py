@@ -67,6 +67,7 @@ def test_model_says_which_model_it_serves(client, model_dir):
     assert served["matches_dvc_lock"] is True
     assert card["dvc_lock"]["matches"] is True
     assert card["metrics"]["accuracy"] == 0.1234
+    assert card["metrics"]["ood_accuracy"] == 0.0987 and card["metrics"]["ood_loss"] == 3.1
     assert card["metrics"]["note"] == "test-set metrics of the served model"
     keras_card = describe_served(model_dir, "keras")
     assert [Path(f["path"]).name for f in keras_card["files"]] == ["model.json", "model.h5"]

@@ -97,3 +97,26 @@ def test_a_model_with_non_finite_outputs_is_refused_by_evaluate_and_export(
     assert (
         not (workdir / "metrics.json").exists() and not (workdir / "models" / "model.onnx").exists()
     )
+
+
+def test_the_out_of_distribution_set_is_scored_beside_the_test_set(
+    small_prepared_dir, workdir, committed_params, tmp_path_factory
+):
+    """Any arrays in data/prepared's layout: here MNIST's own, which must score the same."""
+    import keras
+
+    from mnist_dvc.prepared import PreparedError
+
+    keras.utils.set_random_seed(0)
+    model = build_model((28, 28, 1), committed_params.train.model)
+    json_path, h5_path = workdir / "models" / "model.json", workdir / "models" / "model.h5"
+    save_model(model, json_path, h5_path)
+    metrics, per_digit, _, _ = evaluate(
+        small_prepared_dir, json_path, h5_path, 1000, "portable", small_prepared_dir
+    )
+    assert list(metrics) == ["accuracy", "loss", "ood_accuracy", "ood_loss"]
+    assert (metrics["ood_accuracy"], metrics["ood_loss"]) == (metrics["accuracy"], metrics["loss"])
+    assert set(per_digit) == {str(d) for d in range(10)}  # MNIST's only
+    missing = tmp_path_factory.mktemp("no-ood")
+    with pytest.raises(PreparedError, match=r"x_test\.npy: no such file \(run the prepare_ood"):
+        evaluate(small_prepared_dir, json_path, h5_path, 1000, "portable", missing)

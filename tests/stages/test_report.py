@@ -39,6 +39,24 @@ def test_card_names_the_files_by_their_md5(tmp_path, committed_params):
     assert "Not recorded (models/provenance.json is missing)." in card
 
 
+def test_card_shows_the_out_of_distribution_score_where_metrics_have_it(tmp_path, committed_params):
+    from mnist_dvc.model_card import read_scores
+
+    model = tmp_path / "model.h5"
+    model.write_bytes(b"weights")
+    metrics = tmp_path / "metrics.json"
+    per_digit, counts = {str(d): 0.5 for d in range(10)}, np.ones((10, 10), np.int64)
+    metrics.write_text('{"accuracy": 0.99, "loss": 0.03, "ood_accuracy": 0.9455, "ood_loss": 0.2}')
+    scores = read_scores(metrics)
+    assert scores == {"accuracy": 0.99, "loss": 0.03, "ood_accuracy": 0.9455, "ood_loss": 0.2}
+    card = model_card(scores, per_digit, committed_params.train, counts, [model], Release(), None)
+    assert "Out of distribution: accuracy **0.9455**, loss 0.2000 on UCI optdigits" in card
+    metrics.write_text('{"accuracy": 0.99, "loss": 0.03}')  # a metrics.json from before
+    card = model_card(read_scores(metrics), per_digit, committed_params.train, counts, [model],
+                      Release(), None)  # fmt: skip
+    assert "Out of distribution" not in card
+
+
 def test_card_says_where_the_model_was_made(tmp_path, committed_params):
     from mnist_dvc import provenance
 
@@ -66,11 +84,13 @@ def test_damaged_inputs_are_one_line_errors(tmp_path):
         ('{"accuracy": 0.9}', "no loss (a number)"),
         ("[" * 100_000, "nested more than 32 levels deep"),
         ('{"accuracy": 0.9, "loss": ' + "[" * 20 + "]" * 20 + "}", "no loss (a number)"),
+        ('{"accuracy": 0.9, "loss": 0.1, "ood_accuracy": 0.9}', "no ood_loss (a number)"),
+        ('{"accuracy": 0.9, "loss": 0.1, "ood_accuracy": 2, "ood_loss": 0}', "ood_accuracy 2 is"),
     ]:
         bad.write_text(text)
         with pytest.raises(StageError) as error:
             read_scores(bad)
-        assert str(error.value) == f"{bad}: {reason}"
+        assert str(error.value).startswith(f"{bad}: {reason}")
     bad.write_text('{"0": 0.5}')
     with pytest.raises(StageError, match=r"metrics\.json: no 1 \(a number\)"):
         read_per_digit(bad)

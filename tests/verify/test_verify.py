@@ -101,6 +101,7 @@ class Run:
     provenance: dict | None = field(default_factory=lambda: copy.deepcopy(PROVENANCE))
     data: str = PREPARED
     export_run: int = 0  # other export bytes (a foreign export)
+    ood_accuracy: float | None = None  # metrics.json's out-of-distribution score, if any
 
     def write(self, repo: Path, actual: np.ndarray) -> None:
         (repo / "models").mkdir(exist_ok=True)
@@ -108,7 +109,10 @@ class Run:
         (repo / "params.yaml").write_text(yaml.safe_dump(self.params, sort_keys=False))
         (repo / "models" / "model.h5").write_bytes(self.model)
         accuracy = float(np.mean(actual == self.predicted))
-        metrics = json.dumps({"accuracy": round(accuracy, 6), "loss": 0.03}).encode()
+        scores = {"accuracy": round(accuracy, 6), "loss": 0.03}
+        if self.ood_accuracy is not None:
+            scores |= {"ood_accuracy": self.ood_accuracy, "ood_loss": 0.2}
+        metrics = json.dumps(scores).encode()
         (repo / "metrics.json").write_bytes(metrics)
         rows = "".join(f"{a},{p}\n" for a, p in zip(actual, self.predicted, strict=True))
         predictions = f"actual,predicted\n{rows}".encode()
@@ -355,6 +359,34 @@ def test_equivalent_after_another_training_precision(project):
         "train.precision mixed_bfloat16 (committed auto), precision mixed_bfloat16 (committed "
         "float32)\n"
     )
+
+
+def test_the_out_of_distribution_accuracy_is_information_never_a_reason(project):
+    """However far apart (or missing on one side), it is shown after the verdict and changes
+    nothing of it."""
+    seed = with_param(project.committed.params, "train.seed", 7)
+    project.write(project.rerun(changed=60, errors=85, model=b"seed 7", params=seed,
+                                ood_accuracy=0.5))  # fmt: skip
+    status, out, _ = project.verify()
+    assert status == 0
+    assert out.splitlines() == [
+        "equivalent: test accuracy 0.9915 (committed 0.9910, within 0.0020), same digit on "
+        "99.40% of 10000 test images; made differently: train.seed 7 (committed 42)",
+        "  out of distribution (UCI optdigits, information only): accuracy 0.5000 "
+        "(committed not scored)",
+    ]
+    damaged = replace(project.committed, predicted=project.actual * 0, model=b"zeros",
+                      ood_accuracy=0.9455)  # fmt: skip
+    project.write(damaged)
+    status, out, _ = project.verify("--json")
+    verdict = strict_json(out)
+    assert (status, verdict["verdict"]) == (1, "different")
+    assert not any("distribution" in reason for reason in verdict["reasons"])
+    assert verdict["ood_accuracy"] == {"work": 0.9455, "committed": None}
+    assert verdict["information"] == [
+        "out of distribution (UCI optdigits, information only): accuracy 0.9455 "
+        "(committed not scored)"
+    ]
 
 
 def test_equivalent_says_what_it_cannot_tell(project):
@@ -809,7 +841,7 @@ def test_a_real_rerun_is_identical_and_native_numerics_equivalent(reproduced):
     sh("dvc", "repro", "-f", "train", cwd=reproduced)  # the stages after it rerun too
     rerun = mnist_verify(reproduced)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert rerun.stdout.startswith("identical: every output of the 7 stages"), rerun.stdout
+    assert rerun.stdout.startswith("identical: every output of the 9 stages"), rerun.stdout
 
     params = reproduced / "params.yaml"
     params.write_text(params.read_text().replace("numerics: portable", "numerics: native"))
