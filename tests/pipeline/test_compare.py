@@ -192,7 +192,15 @@ def test_queued_experiments_run_two_at_a_time(repo):
     try:
         deadline = time.monotonic() + 900
         while True:
-            status = sh("dvc", "queue", "status", cwd=repo).stdout
+            asked = sh("dvc", "queue", "status", cwd=repo, check=False)
+            # DVC reads a running experiment's info file while its worker writes it, and then
+            # fails with "Expecting value: line 1 column 1" (seen once in CI): ask again.
+            if asked.returncode != 0 and "Expecting value" in asked.stdout + asked.stderr:
+                assert time.monotonic() < deadline, asked.stderr
+                time.sleep(1)
+                continue
+            assert asked.returncode == 0, asked.stderr
+            status = asked.stdout
             if "Queued" not in status and "Running" not in status:
                 break
             assert time.monotonic() < deadline, status

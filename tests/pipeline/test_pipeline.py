@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from mnist_dvc import mnist, optdigits, prepared
+from mnist_dvc.ood import OOD_PREPARED_DIR, OOD_RAW_DIR, OOD_SPLIT
 from stages.__main__ import STAGES
 from tests.helpers import sh
 
@@ -141,6 +142,8 @@ def test_outputs_go_only_where_dvc_yaml_says(repro):
           if p.is_file()),
         *(f"data/raw/{file.name}" for file in mnist.FILES),
         *(str(path) for path in prepared.all_files(Path("data/prepared"))),
+        str(OOD_RAW_DIR / optdigits.DIGITS.name),
+        *(str(path) for path in prepared.files(OOD_PREPARED_DIR, OOD_SPLIT)),
     }  # fmt: skip
     dvc_bookkeeping = {p for p in paths if p.startswith(".dvc/") or p.endswith(".gitignore")}
     # An output whose bytes are the committed ones (reports/exports.json: the checks met) is
