@@ -131,3 +131,49 @@ def test_a_source_of_another_kind_is_refused_naming_its_key(source, words, workd
 def test_the_committed_sources_name_a_pinned_wheel():
     committed = yaml.safe_load((REPO_ROOT / "ood_sources.yaml").read_text())
     assert committed["sources"] == ["pip:scikit-learn==1.6.1"]
+
+
+def _damaged(packed: bytes) -> bytes:
+    """`packed` (gzip's or a zip member's deflate stream) with bytes past its header flipped:
+    what a truncated or corrupted download holds. zlib raises zlib.error for it, not OSError."""
+    damaged = bytearray(packed)
+    damaged[20:40] = b"\xff" * 20
+    return bytes(damaged)
+
+
+def _packed_oddly(path: Path, real: bytes, how: str) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
+        wheel.writestr(FILE.member, gzip.compress(real))
+    raw = bytearray(path.read_bytes())
+    central = raw.find(b"PK\x01\x02")
+    if how == "encrypted":  # general purpose flag bit 0, in the local and the central header
+        raw[6] |= 1
+        raw[central + 8] |= 1
+    elif how == "unknown method":  # 99 (AES): zipfile raises NotImplementedError
+        raw[8:10] = raw[central + 10 : central + 12] = (99).to_bytes(2, "little")
+    else:  # damaged deflate data right after the local header and the member's name
+        start = 30 + len(FILE.member)
+        raw[start : start + 10] = b"\xff" * 10
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("how", ["encrypted", "unknown method", "damaged"])
+def test_a_damaged_or_oddly_packed_wheel_is_skipped_and_the_next_source_tried(
+    real_csv, tmp_path, capsys, how
+):
+    """They were 'a bug in fetch_ood' (zlib.error, NotImplementedError, RuntimeError), exit 70,
+    and the sources after them were never tried."""
+    real = real_csv.read_bytes()
+    wheel = _packed_oddly(tmp_path / "scikit_learn-0-py3-none-any.whl", real, how)
+    packed = tmp_path / "digits.csv.gz"
+    packed.write_bytes(_damaged(gzip.compress(real)))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert fetch_ood([str(wheel), str(packed), str(real_csv)], out, cache, timeout_s=1) == str(
+        real_csv
+    )
+    skipped = capsys.readouterr().err.splitlines()
+    assert len(skipped) == 2, skipped
+    assert skipped[0].startswith(f"fetch_ood: skipped {wheel}: {wheel.name}: ")
+    assert skipped[1].startswith(f"fetch_ood: skipped {packed}: digits.csv.gz: not a valid gzip")
+    optdigits.verify(out / FILE.name)
