@@ -177,3 +177,30 @@ def test_a_damaged_or_oddly_packed_wheel_is_skipped_and_the_next_source_tried(
     assert skipped[0].startswith(f"fetch_ood: skipped {wheel}: {wheel.name}: ")
     assert skipped[1].startswith(f"fetch_ood: skipped {packed}: digits.csv.gz: not a valid gzip")
     optdigits.verify(out / FILE.name)
+
+
+def test_a_cache_that_cannot_keep_the_file_costs_a_line_not_the_fetch(real_csv, tmp_path, capsys):
+    """MNIST_CACHE_DIR naming a file ended the stage with '<it>: File exists', the verified file
+    thrown away; a cache entry that is not a regular file was an error too."""
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    out = tmp_path / "out"
+    assert fetch_ood([str(real_csv)], out, not_a_folder, timeout_s=TIMEOUT_S) == str(real_csv)
+    optdigits.verify(out / FILE.name)
+    assert capsys.readouterr().err.strip() == (
+        f"fetch_ood: not kept in the download cache {not_a_folder} ({not_a_folder}: File "
+        "exists): the next run downloads again"
+    )
+    cache = tmp_path / "cache"
+    (cache / FILE.sha256).mkdir(parents=True)  # an entry that is a folder: a miss
+    assert fetch_ood([str(real_csv)], tmp_path / "b", cache, timeout_s=TIMEOUT_S) == str(real_csv)
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_mnist_cache_dir_is_the_default_not_the_current_folder(monkeypatch, value):
+    """It was Path(''), the current folder: the cache's files landed in the work tree."""
+    from mnist_dvc.paths import user_cache
+    from mnist_dvc.pinned_fetch import default_cache_dir
+
+    monkeypatch.setenv("MNIST_CACHE_DIR", value)
+    assert default_cache_dir() == user_cache()
