@@ -72,7 +72,7 @@ def failure(name: str, error: BaseException) -> tuple[str, int]:
 
 
 def _failure(name: str, error: BaseException) -> tuple[str, int]:
-    if isinstance(error, KeyboardInterrupt):
+    if _interrupted(error):
         return f"{name}: interrupted", INTERRUPTED
     if isinstance(error, BrokenPipeError):
         closed = "its output was closed before it was all written (broken pipe)"
@@ -86,6 +86,19 @@ def _failure(name: str, error: BaseException) -> tuple[str, int]:
         return f"{name}: error: out of memory: the work asks for more than this machine has", FAILED
     bug = f"a bug in {name}, please report it: {type(error).__name__}: {describe(error)}"
     return redact(f"{name}: error: {bug}"), BUG
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether Ctrl-C ended the work: a KeyboardInterrupt, or an error it caused (Ctrl-C while a
+    compiled module loads, as onnxruntime's does in mnist-serve's first second, comes out as
+    `ImportError: initialization failed`, which was 'a bug', exit status 70)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def json_requested(argv: Sequence[str]) -> bool:

@@ -4,14 +4,17 @@ end, then every console script as a user runs it, with a usage error, --json and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from mnist_dvc.errors import ToolError, UsageError
 from mnist_dvc.tool import ToolParser, run_tool, whole_number
+from tests.helpers import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 # Every console script of pyproject.toml's [project.scripts], and a --json it takes, if any.
@@ -69,6 +72,18 @@ def test_ctrl_c_and_a_bug_and_memory(capsys):
         raise MemoryError
 
     assert ended(capsys, interrupted)[0::2] == (130, "mnist-demo: interrupted\n")
+
+    def interrupted_while_a_module_loads(_argv):
+        # what Ctrl-C in a compiled module's initialization becomes (onnxruntime's)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as ctrl_c:
+            raise ImportError("initialization failed") from ctrl_c
+
+    assert ended(capsys, interrupted_while_a_module_loads)[0::2] == (
+        130,
+        "mnist-demo: interrupted\n",
+    )  # it was 'a bug in mnist-demo', 70
     assert ended(capsys, bug)[0::2] == (
         70,
         "mnist-demo: error: a bug in mnist-demo, please report it: ZeroDivisionError: "
@@ -138,3 +153,24 @@ def test_a_closed_pipe_ends_in_one_line_not_a_traceback(tmp_path):
         run = subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True, timeout=120)
         assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr
         assert run.stderr.count("\n") <= 1, run.stderr
+
+
+def test_every_console_script_enters_through_the_launcher():
+    """Each imports its command inside a boundary (mnist_dvc/console.py)."""
+    entries = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(entries) == set(SCRIPTS)
+    assert all(target.startswith("mnist_dvc.console:") for target in entries.values()), entries
+
+
+def test_ctrl_c_while_a_command_loads_is_one_line_not_a_traceback(tmp_path):
+    """Ctrl-C in the second a console script spends importing (NumPy, FastAPI) was a
+    KeyboardInterrupt traceback from inside some library's import."""
+    (tmp_path / "loading.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\ndef main():\n    return 0\n"
+    )
+    code = "from mnist_dvc import console\nexit(console.launch('mnist-demo', 'loading:main'))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "mnist-demo: interrupted\n")
