@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -174,3 +175,36 @@ def test_ctrl_c_while_a_command_loads_is_one_line_not_a_traceback(tmp_path):
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )  # fmt: skip
     assert (run.returncode, run.stdout, run.stderr) == (130, "", "mnist-demo: interrupted\n")
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does_with_its_cleanup(tmp_path):
+    """`kill` ended a console script at once: mnist-sweep left its clone behind, and under Ray
+    its driver aborted with a C++ stack (SIGABRT). Now the work unwinds as for Ctrl-C."""
+    (tmp_path / "working.py").write_text(
+        "import pathlib, time\n"
+        "from mnist_dvc.tool import run_tool\n"
+        "def work(_argv):\n"
+        "    pathlib.Path('started').touch()\n"
+        "    try:\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        "        pathlib.Path('cleaned').touch()\n"
+        "def main():\n"
+        "    return run_tool('mnist-demo', work, [])\n"
+    )
+    code = "from mnist_dvc import console\nexit(console.launch('mnist-demo', 'working:main'))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            if (tmp_path / "started").exists():
+                break
+            time.sleep(0.1)
+        process.terminate()
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert (process.returncode, out, err) == (143, "", "mnist-demo: interrupted\n")
+    assert (tmp_path / "cleaned").exists()
