@@ -63,6 +63,9 @@ def check_source(source: str) -> str:
         return source
     if urlparse(source).scheme not in ("", *URL_SCHEMES):
         raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
+    if urlparse(source).scheme in ("", "file") and "\x00" in unquote(source):
+        # open() raises ValueError for it, which was 'a bug in fetch_ood'
+        raise ValueError(f"a path cannot hold a NUL byte (got {quote(source)})")
     if not urlparse(source).path.endswith(SUFFIXES):
         raise ValueError(f"name a .whl, .csv.gz or .csv file (got {quote(source)})")
     return source

@@ -56,6 +56,8 @@ def check_source(source: str) -> str:
             )
     elif urlparse(source).scheme not in ("", *URL_SCHEMES):
         raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
+    elif _is_local(source) and "\x00" in unquote(source):
+        raise ValueError(f"a path cannot hold a NUL byte (got {quote(source)})")
     else:
         try:
             urlparse(source).port  # noqa: B018 (it raises for a port that is not a number)

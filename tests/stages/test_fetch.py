@@ -459,3 +459,11 @@ def test_a_damaged_gzip_file_is_skipped_in_one_line(real_raw_dir, workdir, tmp_p
     line = capsys.readouterr().err.strip()
     assert line.startswith(f"fetch: skipped {folder}: {name}: not a valid gzip file (Error -3 ")
     _assert_real_files(workdir / "data" / "raw")
+
+
+@pytest.mark.parametrize("source", ["file:///data/mnist%00/", "/data/mn\x00ist"])
+def test_a_local_source_with_a_nul_byte_is_refused_naming_its_key(workdir, source):
+    """open() raises ValueError for it: it was 'a bug in fetch', exit status 70."""
+    with pytest.raises(ValueError, match="a path cannot hold a NUL byte"):
+        sources.check_source(source)
+    assert sources.check_source("https://host/mnist%00/")  # a server's business, not a path

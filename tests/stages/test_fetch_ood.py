@@ -116,6 +116,9 @@ def test_a_wrong_digest_ends_the_stage_in_one_line(real_csv, workdir, tmp_path):
         ("pip:git+https://example.com/x.git", "a pip source must be"),
         ("ftp://example.com/digits.csv", "use an https, http or file URL or a path"),
         ("/data/digits.npz", "name a .whl, .csv.gz or .csv file"),
+        # open() raises ValueError for a NUL: it was 'a bug in fetch_ood', exit status 70
+        ("file:///data/a%00b.csv", "a path cannot hold a NUL byte"),
+        ("/data/a\x00b.csv", "a path cannot hold a NUL byte"),
     ],
 )
 def test_a_source_of_another_kind_is_refused_naming_its_key(source, words, workdir, tmp_path):
