@@ -30,10 +30,18 @@ NO_PROMPTS = {"GIT_TERMINAL_PROMPT": "0"}
 
 
 def last_line(stderr: str | bytes, default: str) -> str:
-    """The last non-empty line of a program's stderr, or `default` when it wrote nothing."""
+    """The line of a program's stderr that says why it failed: git's first `fatal:` line where
+    it wrote one, else the last non-empty line that is not git's advice (`hint:`), or `default`
+    when it wrote nothing. git follows some reasons with advice: `fatal: '/x' does not appear
+    to be a git repository`, `fatal: Could not read from remote repository.`, then `Please make
+    sure you have the correct access rights` / `and the repository exists.`, whose last line
+    alone was the whole message."""
     if isinstance(stderr, bytes):
         stderr = stderr.decode(errors="replace")
-    return (stderr.strip().splitlines() or [default])[-1].strip()
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("hint:")] or lines
+    fatal = [line for line in lines if line.startswith("fatal:")]
+    return fatal[0] if fatal else (lines or [default])[-1]
 
 
 def run(

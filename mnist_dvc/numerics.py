@@ -13,7 +13,8 @@ params.yaml's `numerics` chooses:
   CUDA_VISIBLE_DEVICES allows (all, unset): other bytes on other CPUs.
 
 Both use the intra-op threads the caller's environment asks for (TF_NUM_INTRAOP_THREADS;
-TensorFlow's default is every core).
+TensorFlow's default is every core), once `check_threads` has found it a count TensorFlow can
+start: TensorFlow itself aborts on a negative one (SIGABRT) and crashes on a huge one (SIGSEGV).
 
 `train.precision` is chosen here too (`training_precision`): `auto` trains in float32 under
 `portable`, and under `native` in mixed_bfloat16 where the CPU has bfloat16 instructions
@@ -31,6 +32,7 @@ import sys
 
 from mnist_dvc.errors import ProjectError, StageError
 from mnist_dvc.params import Numerics, Precision, load_params
+from mnist_dvc.quoting import quote
 
 # What `portable` sets in the environment before TensorFlow loads. The arithmetic itself is in
 # mnist_dvc/portable/; these keep TensorFlow's CPU-specific paths out of the rest of the step.
@@ -40,12 +42,34 @@ PORTABLE_ENVIRONMENT = {
 }
 # What `native` leaves as the caller set it: which GPUs TensorFlow may use.
 CALLERS_CHOICE = ("CUDA_VISIBLE_DEVICES",)
+# The thread counts TensorFlow reads from the environment when it loads, and the most either
+# may ask for: TensorFlow starts them all at once, and at 10**9 it crashes.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+MAX_THREADS = 1024
 # The flags of a CPU that computes bfloat16 in hardware.
 BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 class NumericsError(ProjectError):
     """The numerics cannot be chosen any more: TensorFlow was imported first."""
+
+
+class ThreadsError(ProjectError):
+    """TF_NUM_INTRAOP_THREADS or TF_NUM_INTEROP_THREADS is not a count TensorFlow can start."""
+
+
+def check_threads() -> None:
+    """Raise ThreadsError unless each of THREAD_VARIABLES is unset, empty, or a whole number from
+    0 (TensorFlow's default: one per core) to MAX_THREADS; what every command that loads
+    TensorFlow runs before it does (TensorFlow would abort at -1, crash at 10**9, and ignore
+    'abc', which provenance.py would then fail to record after a whole training)."""
+    for name in THREAD_VARIABLES:
+        text = os.environ.get(name, "").strip()
+        if text and not (text.isascii() and text.isdigit() and int(text[:99]) <= MAX_THREADS):
+            raise ThreadsError(
+                f"{name} is {quote(os.environ[name])}: set it to a whole number of threads from "
+                f"1 to {MAX_THREADS}, or to 0 or unset it for one per core"
+            )
 
 
 class PrecisionError(StageError):
@@ -56,6 +80,7 @@ def configure(mode: Numerics) -> None:
     """Choose TensorFlow's kernels for `mode`; must run before TensorFlow is imported."""
     if "tensorflow" in sys.modules:
         raise NumericsError("TensorFlow was imported before the numerics were chosen")
+    check_threads()
     for name, value in PORTABLE_ENVIRONMENT.items():
         if mode == "portable":
             os.environ[name] = value

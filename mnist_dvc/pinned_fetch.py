@@ -13,12 +13,13 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mnist_dvc.atomic import atomic_output
-from mnist_dvc.errors import StageError
+from mnist_dvc.atomic import OutputError, atomic_output
+from mnist_dvc.errors import StageError, describe
 from mnist_dvc.paths import user_cache
 from mnist_dvc.redact import redact
 
@@ -46,8 +47,9 @@ class Fetcher:
 
 
 def default_cache_dir() -> Path:
-    """`$MNIST_CACHE_DIR`, else the user's cache folder for this project."""
-    if "MNIST_CACHE_DIR" in os.environ:
+    """`$MNIST_CACHE_DIR`, else (unset or empty) the user's cache folder for this project: an
+    empty one is not the current folder, where the cache's files would land in the work tree."""
+    if os.environ.get("MNIST_CACHE_DIR", "").strip():
         return Path(os.environ["MNIST_CACHE_DIR"]).expanduser()
     return user_cache()
 
@@ -61,10 +63,30 @@ def fetch_pinned(
         origin = _take_from_cache(fetcher, cache_dir, ready)
         if origin is None:
             origin = _first_that_gives(fetcher, sources, ready, timeout_s=timeout_s)
-            for file in fetcher.files:
-                with atomic_output(cache_dir / file.sha256) as partial:
-                    shutil.copyfile(ready / file.name, partial)
+            _keep_in_cache(fetcher, ready, cache_dir)
     return origin
+
+
+def _keep_in_cache(fetcher: Fetcher, ready: Path, cache_dir: Path) -> None:
+    """A copy of each verified file in the cache. A cache that cannot take it (a file where its
+    folder should be, a read-only or full disk) costs the next run a download, said in a line,
+    not this run the files it has verified."""
+    for file in fetcher.files:
+        try:
+            with atomic_output(cache_dir / file.sha256) as partial:
+                shutil.copyfile(ready / file.name, partial)
+        except (OSError, OutputError) as error:
+            reason = str(error)
+            if isinstance(error, OSError):
+                reason = (
+                    f"{error.filename}: {describe(error)}" if error.filename else describe(error)
+                )
+            print(
+                f"{fetcher.stage}: not kept in the download cache {cache_dir} ({reason}): "
+                "the next run downloads again",
+                file=sys.stderr,
+            )
+            return
 
 
 def _take_from_cache(fetcher: Fetcher, cache_dir: Path, into: Path) -> str | None:
@@ -74,8 +96,9 @@ def _take_from_cache(fetcher: Fetcher, cache_dir: Path, into: Path) -> str | Non
     for file, path in zip(fetcher.files, cached, strict=True):
         try:
             fetcher.verify(path, file)
-        except fetcher.rejected:
-            path.unlink()  # a damaged cache entry: drop it and fetch again
+        except (*fetcher.rejected, OSError):  # damaged, unreadable, not a regular file
+            with suppress(OSError):  # a read-only cache keeps it: fetched again each time
+                path.unlink()  # a damaged cache entry: drop it and fetch again
             return None
         shutil.copyfile(path, into / file.name)
     return f"download cache {cache_dir}"

@@ -39,6 +39,9 @@ class CannotClassify(StageError):
 def load_model(json_path: Path, weights: Path):
     """mnist_dvc/model.py's safe loader, imported only now: a usage error or a missing input
     is told without TensorFlow's start-up (seconds, and its lines on stderr)."""
+    from mnist_dvc.numerics import check_threads
+
+    check_threads()  # before TensorFlow loads: it aborts or crashes on some counts
     from mnist_dvc.model import load_model as load
 
     return load(json_path, weights)

@@ -51,14 +51,20 @@ def provenance(mode: Numerics, precision: str = "float32") -> dict:
         # TensorFlow's default for both is the number of cores
         "threads": {
             "cores": cores,
-            "intra_op": int(os.environ.get("TF_NUM_INTRAOP_THREADS") or cores),
-            "inter_op": int(os.environ.get("TF_NUM_INTEROP_THREADS") or cores),
+            "intra_op": _threads("TF_NUM_INTRAOP_THREADS", cores),
+            "inter_op": _threads("TF_NUM_INTEROP_THREADS", cores),
         },
         "versions": {
             "python": platform.python_version(),
             **{name: metadata.version(name) for name in VERSIONS_RECORDED},
         },
     }
+
+
+def _threads(name: str, cores: int | None) -> int | None:
+    """The threads TensorFlow starts for `name` (checked by numerics.check_threads): 0, empty
+    or unset is one per core."""
+    return int(os.environ.get(name, "").strip() or 0) or cores
 
 
 def provenance_of(weights: Path, mode: Numerics, precision: str, previous: Path) -> dict:

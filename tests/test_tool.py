@@ -4,14 +4,18 @@ end, then every console script as a user runs it, with a usage error, --json and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from mnist_dvc.errors import ToolError, UsageError
 from mnist_dvc.tool import ToolParser, run_tool, whole_number
+from tests.helpers import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 # Every console script of pyproject.toml's [project.scripts], and a --json it takes, if any.
@@ -69,6 +73,18 @@ def test_ctrl_c_and_a_bug_and_memory(capsys):
         raise MemoryError
 
     assert ended(capsys, interrupted)[0::2] == (130, "mnist-demo: interrupted\n")
+
+    def interrupted_while_a_module_loads(_argv):
+        # what Ctrl-C in a compiled module's initialization becomes (onnxruntime's)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as ctrl_c:
+            raise ImportError("initialization failed") from ctrl_c
+
+    assert ended(capsys, interrupted_while_a_module_loads)[0::2] == (
+        130,
+        "mnist-demo: interrupted\n",
+    )  # it was 'a bug in mnist-demo', 70
     assert ended(capsys, bug)[0::2] == (
         70,
         "mnist-demo: error: a bug in mnist-demo, please report it: ZeroDivisionError: "
@@ -138,3 +154,57 @@ def test_a_closed_pipe_ends_in_one_line_not_a_traceback(tmp_path):
         run = subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True, timeout=120)
         assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr
         assert run.stderr.count("\n") <= 1, run.stderr
+
+
+def test_every_console_script_enters_through_the_launcher():
+    """Each imports its command inside a boundary (mnist_dvc/console.py)."""
+    entries = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(entries) == set(SCRIPTS)
+    assert all(target.startswith("mnist_dvc.console:") for target in entries.values()), entries
+
+
+def test_ctrl_c_while_a_command_loads_is_one_line_not_a_traceback(tmp_path):
+    """Ctrl-C in the second a console script spends importing (NumPy, FastAPI) was a
+    KeyboardInterrupt traceback from inside some library's import."""
+    (tmp_path / "loading.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\ndef main():\n    return 0\n"
+    )
+    code = "from mnist_dvc import console\nexit(console.launch('mnist-demo', 'loading:main'))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "mnist-demo: interrupted\n")
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does_with_its_cleanup(tmp_path):
+    """`kill` ended a console script at once: mnist-sweep left its clone behind, and under Ray
+    its driver aborted with a C++ stack (SIGABRT). Now the work unwinds as for Ctrl-C."""
+    (tmp_path / "working.py").write_text(
+        "import pathlib, time\n"
+        "from mnist_dvc.tool import run_tool\n"
+        "def work(_argv):\n"
+        "    pathlib.Path('started').touch()\n"
+        "    try:\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        "        pathlib.Path('cleaned').touch()\n"
+        "def main():\n"
+        "    return run_tool('mnist-demo', work, [])\n"
+    )
+    code = "from mnist_dvc import console\nexit(console.launch('mnist-demo', 'working:main'))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            if (tmp_path / "started").exists():
+                break
+            time.sleep(0.1)
+        process.terminate()
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert (process.returncode, out, err) == (143, "", "mnist-demo: interrupted\n")
+    assert (tmp_path / "cleaned").exists()

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from mnist_dvc.git_commands import ls_remote
+from mnist_dvc.quoting import shorten
 from mnist_dvc.redact import redact
 from mnist_dvc.registry.checks import Refused
 from mnist_dvc.released import ARTIFACT
@@ -51,11 +52,11 @@ def find(repo: str, version: str | None = None, stage: str | None = None) -> Reg
     shown = redact(repo)
     if stage is None:
         if version not in versions:
-            raise Refused(f"{ARTIFACT} {version} is not registered in {shown}: "
+            raise Refused(f"{ARTIFACT} {shorten(str(version))} is not registered in {shown}: "
                           f"{_listing(versions)}")  # fmt: skip
         return Registered(version, versions[version], None)
     if not stages:
-        raise Refused(f"no version of {ARTIFACT} is in stage {stage} in {shown}: "
+        raise Refused(f"no version of {ARTIFACT} is in stage {shorten(stage)} in {shown}: "
                       f"{_listing(versions)}")  # fmt: skip
     commit = max(stages)[1]
     named = sorted(v for v, c in versions.items() if c == commit)

@@ -71,6 +71,9 @@ def _load_onnx(model_dir: Path, threads: int | None) -> Predictor:
 def _load_keras(model_dir: Path, threads: int | None) -> Predictor:
     """models/model.json + model.h5 as one traced TensorFlow graph: `model.predict` builds a
     data pipeline on every call (milliseconds) and an eager call dispatches layer by layer."""
+    from mnist_dvc.numerics import check_threads
+
+    check_threads()  # before TensorFlow loads: it aborts or crashes on some counts
     import tensorflow as tf
 
     from mnist_dvc.model import load_model

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,7 +52,16 @@ def run_jobs(
     if ray is None:
         yield from run_in_process(jobs)
         return
-    connect(ray, address)
+    on_sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        connect(ray, address)
+    finally:
+        # ray.init makes SIGTERM sys.exit(15) in the driver, which ends in Ray's C++ abort
+        # (SIGABRT and its stack on stderr) or leaves a task's clone behind. The console
+        # script's own handler (mnist_dvc/console.py) ends it as Ctrl-C does: ray.shutdown()
+        # below, `mnist-sweep: interrupted`, 143.
+        if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
+            signal.signal(signal.SIGTERM, on_sigterm)
     try:
         require_room(ray, cpus)
         yield from run_on_ray(ray, jobs, cpus, retries)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,10 @@ NAME_PREFIX = "sweep-"
 NAME_DIGITS = 10
 _KEY = re.compile(r"^(?:[^:=\s]+:)?[A-Za-z_][\w.\-\[\]]*$")  # [file:]dotted.key
 _PARSER = OverridesParser.create()
+# The most experiments one sweep may hold: each is a clone, a `dvc pull` and a `dvc exp run` of
+# minutes, and a ref on the git remote. A grid a few -S lists long can hold millions (400 epochs
+# by 400 seeds, 3,000 characters, is 160,000: it was started, one failing clone after another).
+MAX_EXPERIMENTS = 1000
 
 
 class GridError(ToolError):
@@ -84,6 +89,13 @@ def expand(options: list[str], commit: str, targets: tuple[str, ...]) -> list[Ex
             raise GridError(f"-S {key} is given twice: list its values once, comma-separated")
         keys.append(key)
         choices.append(values)
+    count = math.prod(len(set(values)) for values in choices)  # before a combination is made
+    if count > MAX_EXPERIMENTS:
+        sizes = " x ".join(f"{len(set(values)):,}" for values in choices)
+        raise GridError(
+            f"the -S options make {sizes} = {count:,} experiments, more than a sweep may hold "
+            f"(at most {MAX_EXPERIMENTS:,}, each a clone and a dvc exp run): sweep fewer values"
+        )
     varying = {key for key, values in zip(keys, choices, strict=True) if len(values) > 1}
     experiments, seen = [], set()
     for combination in itertools.product(*choices):

@@ -657,3 +657,15 @@ def test_mnist_serve_refuses_a_version_the_registry_lacks(registry, tmp_path, ho
     assert lines[0].startswith(f"mnist-serve: error: {said}"), lines[0]
     assert f"its versions are {V1}, {V2}" in lines[0]
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.h5"))
+
+
+def test_a_long_version_or_stage_is_quoted_short_in_the_refusal(tmp_path):
+    """`mnist-serve --stage <5,000 characters>` printed all 5,000 back in its one line."""
+    from mnist_dvc.registry.checks import Refused
+    from mnist_dvc.registry.lookup import find
+
+    sh("git", "init", "-q", cwd=tmp_path)
+    for asked in ({"version": "v" + "1" * 5000}, {"stage": "s" * 5000}):
+        with pytest.raises(Refused) as refused:
+            find(str(tmp_path), **asked)
+        assert len(str(refused.value)) < 300 and "..." in str(refused.value), str(refused.value)

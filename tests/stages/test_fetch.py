@@ -444,3 +444,26 @@ def test_a_hostile_sources_yaml_ends_the_stage_in_one_line(workdir, tmp_path, te
     assert (run.returncode, run.stdout) == (1, "")
     assert run.stderr == f"fetch: error: sources.yaml: {said}\n"
     assert [p.name for p in workdir.rglob("*") if p.is_file()] == ["sources.yaml"]
+
+
+def test_a_damaged_gzip_file_is_skipped_in_one_line(real_raw_dir, workdir, tmp_path, capsys):
+    """Damaged deflate data is a zlib.error, not an OSError: it was 'a bug in fetch', exit 70,
+    and the sources after it were never tried."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(real_raw_dir, folder)
+    name = f"{mnist.TRAIN_IMAGES.name}.gz"
+    packed = bytearray(gzip.compress((folder / mnist.TRAIN_IMAGES.name).read_bytes(), 1))
+    packed[40:60] = b"\xff" * 20
+    (folder / name).write_bytes(bytes(packed))
+    _run([str(folder), str(real_raw_dir)], workdir, tmp_path / "cache")
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"fetch: skipped {folder}: {name}: not a valid gzip file (Error -3 ")
+    _assert_real_files(workdir / "data" / "raw")
+
+
+@pytest.mark.parametrize("source", ["file:///data/mnist%00/", "/data/mn\x00ist"])
+def test_a_local_source_with_a_nul_byte_is_refused_naming_its_key(workdir, source):
+    """open() raises ValueError for it: it was 'a bug in fetch', exit status 70."""
+    with pytest.raises(ValueError, match="a path cannot hold a NUL byte"):
+        sources.check_source(source)
+    assert sources.check_source("https://host/mnist%00/")  # a server's business, not a path

@@ -116,6 +116,9 @@ def test_a_wrong_digest_ends_the_stage_in_one_line(real_csv, workdir, tmp_path):
         ("pip:git+https://example.com/x.git", "a pip source must be"),
         ("ftp://example.com/digits.csv", "use an https, http or file URL or a path"),
         ("/data/digits.npz", "name a .whl, .csv.gz or .csv file"),
+        # open() raises ValueError for a NUL: it was 'a bug in fetch_ood', exit status 70
+        ("file:///data/a%00b.csv", "a path cannot hold a NUL byte"),
+        ("/data/a\x00b.csv", "a path cannot hold a NUL byte"),
     ],
 )
 def test_a_source_of_another_kind_is_refused_naming_its_key(source, words, workdir, tmp_path):
@@ -131,3 +134,76 @@ def test_a_source_of_another_kind_is_refused_naming_its_key(source, words, workd
 def test_the_committed_sources_name_a_pinned_wheel():
     committed = yaml.safe_load((REPO_ROOT / "ood_sources.yaml").read_text())
     assert committed["sources"] == ["pip:scikit-learn==1.6.1"]
+
+
+def _damaged(packed: bytes) -> bytes:
+    """`packed` (gzip's or a zip member's deflate stream) with bytes past its header flipped:
+    what a truncated or corrupted download holds. zlib raises zlib.error for it, not OSError."""
+    damaged = bytearray(packed)
+    damaged[20:40] = b"\xff" * 20
+    return bytes(damaged)
+
+
+def _packed_oddly(path: Path, real: bytes, how: str) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
+        wheel.writestr(FILE.member, gzip.compress(real))
+    raw = bytearray(path.read_bytes())
+    central = raw.find(b"PK\x01\x02")
+    if how == "encrypted":  # general purpose flag bit 0, in the local and the central header
+        raw[6] |= 1
+        raw[central + 8] |= 1
+    elif how == "unknown method":  # 99 (AES): zipfile raises NotImplementedError
+        raw[8:10] = raw[central + 10 : central + 12] = (99).to_bytes(2, "little")
+    else:  # damaged deflate data right after the local header and the member's name
+        start = 30 + len(FILE.member)
+        raw[start : start + 10] = b"\xff" * 10
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("how", ["encrypted", "unknown method", "damaged"])
+def test_a_damaged_or_oddly_packed_wheel_is_skipped_and_the_next_source_tried(
+    real_csv, tmp_path, capsys, how
+):
+    """They were 'a bug in fetch_ood' (zlib.error, NotImplementedError, RuntimeError), exit 70,
+    and the sources after them were never tried."""
+    real = real_csv.read_bytes()
+    wheel = _packed_oddly(tmp_path / "scikit_learn-0-py3-none-any.whl", real, how)
+    packed = tmp_path / "digits.csv.gz"
+    packed.write_bytes(_damaged(gzip.compress(real)))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert fetch_ood([str(wheel), str(packed), str(real_csv)], out, cache, timeout_s=1) == str(
+        real_csv
+    )
+    skipped = capsys.readouterr().err.splitlines()
+    assert len(skipped) == 2, skipped
+    assert skipped[0].startswith(f"fetch_ood: skipped {wheel}: {wheel.name}: ")
+    assert skipped[1].startswith(f"fetch_ood: skipped {packed}: digits.csv.gz: not a valid gzip")
+    optdigits.verify(out / FILE.name)
+
+
+def test_a_cache_that_cannot_keep_the_file_costs_a_line_not_the_fetch(real_csv, tmp_path, capsys):
+    """MNIST_CACHE_DIR naming a file ended the stage with '<it>: File exists', the verified file
+    thrown away; a cache entry that is not a regular file was an error too."""
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    out = tmp_path / "out"
+    assert fetch_ood([str(real_csv)], out, not_a_folder, timeout_s=TIMEOUT_S) == str(real_csv)
+    optdigits.verify(out / FILE.name)
+    assert capsys.readouterr().err.strip() == (
+        f"fetch_ood: not kept in the download cache {not_a_folder} ({not_a_folder}: File "
+        "exists): the next run downloads again"
+    )
+    cache = tmp_path / "cache"
+    (cache / FILE.sha256).mkdir(parents=True)  # an entry that is a folder: a miss
+    assert fetch_ood([str(real_csv)], tmp_path / "b", cache, timeout_s=TIMEOUT_S) == str(real_csv)
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_mnist_cache_dir_is_the_default_not_the_current_folder(monkeypatch, value):
+    """It was Path(''), the current folder: the cache's files landed in the work tree."""
+    from mnist_dvc.paths import user_cache
+    from mnist_dvc.pinned_fetch import default_cache_dir
+
+    monkeypatch.setenv("MNIST_CACHE_DIR", value)
+    assert default_cache_dir() == user_cache()
