@@ -112,12 +112,17 @@ def committed_params():
 def real_raw_dir(tmp_path_factory) -> Path:
     """The four real MNIST IDX files, from the committed sources through the real fetch stage."""
     out = tmp_path_factory.mktemp("real") / "raw"
-    committed = load_sources(REPO_ROOT / "sources.yaml")
+    return _fetched(fetch, load_sources(REPO_ROOT / "sources.yaml"), out)
+
+
+def _fetched(fetch_stage: Callable, committed, out: Path) -> Path:
+    """`out` filled by a fetch stage's function from the committed settings, through the
+    machine's download cache."""
     cache = default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     # One process at a time: on a cold cache two would download into the same partial files.
     with FileLock(cache / ".tests.lock"):
-        fetch(committed.sources, out, cache, timeout_s=committed.timeout_s)
+        fetch_stage(committed.sources, out, cache, timeout_s=committed.timeout_s)
     return out
 
 
@@ -129,12 +134,7 @@ def real_ood_raw_dir(tmp_path_factory) -> Path:
     from stages.fetch_ood import fetch_ood
 
     out = tmp_path_factory.mktemp("real-ood") / "ood_raw"
-    committed = load_ood_sources(REPO_ROOT / "ood_sources.yaml")
-    cache = default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with FileLock(cache / ".tests.lock"):
-        fetch_ood(committed.sources, out, cache, timeout_s=committed.timeout_s)
-    return out
+    return _fetched(fetch_ood, load_ood_sources(REPO_ROOT / "ood_sources.yaml"), out)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from mnist_dvc.sweep import grid as sweep_grid
+from mnist_dvc.sweep.cli import DEFAULT_PULL
 from stages.evaluate import evaluate
 from tests.helpers import ENV, make_repo, sh
 from tests.servers import free_port, wait_until
@@ -81,7 +82,9 @@ def team(tmp_path_factory, real_raw_dir) -> Team:
     origin = base / "origin.git"
     sh("git", "init", "-q", "--bare", "-b", "main", str(origin), cwd=base)
     driver = make_repo(base / "driver")
-    sh("dvc", "repro", "preprocess", cwd=driver)  # fetch (from the download cache), preprocess
+    # fetch and fetch_ood (from the download cache), preprocess and prepare_ood: what the
+    # tasks pull (mnist-sweep's DEFAULT_PULL)
+    sh("dvc", "repro", "preprocess", "prepare_ood", cwd=driver)
     sh("git", "add", "-A", cwd=driver)
     sh("git", "commit", "-qm", "prepared data", "--allow-empty", cwd=driver)
     sh("dvc", "push", cwd=driver)
@@ -528,7 +531,7 @@ def test_a_sweep_shares_its_outputs_through_an_s3_remote(team, cluster, tmp_path
     with ceph_rgw(tmp_path / "ceph") as s3:
         s3.make_bucket("sweeps")
         driver = clone_with_remote(team, tmp_path / "s3-driver")
-        sh("dvc", "pull", "-q", "data/prepared", cwd=driver)  # from the team's local remote
+        sh("dvc", "pull", "-q", *DEFAULT_PULL, cwd=driver)  # from the team's local remote
         sh("dvc", "remote", "add", "-d", "-f", "s3", "s3://sweeps/dvc", cwd=driver)
         sh("dvc", "remote", "modify", "s3", "endpointurl", s3.endpoint, cwd=driver)
         for option, value in (("access_key_id", s3.access_key),
@@ -536,7 +539,7 @@ def test_a_sweep_shares_its_outputs_through_an_s3_remote(team, cluster, tmp_path
             sh("dvc", "remote", "modify", "--local", "s3", option, value, cwd=driver)
         sh("git", "commit", "-qam", "Sweeps share through S3", cwd=driver)
         sh("git", "push", "-q", "origin", "HEAD:s3", cwd=driver)
-        sh("dvc", "push", "-q", "data/prepared", cwd=driver)  # to S3, the new default
+        sh("dvc", "push", "-q", *DEFAULT_PULL, cwd=driver)  # to S3, the new default
         grid = (*QUICK, "-S", "train.seed=7")
         run = sweep(*grid, "--address", cluster.address, "--cpus", "1", "--workdir",
                     str(tmp_path / "clones"), "train", cwd=driver)  # fmt: skip
