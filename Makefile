@@ -158,10 +158,10 @@ clean:  ## remove .venv, node_modules and build/
 # variables, taken literally (not expanded by make: `$(value ...)`) and quoted for the shell
 # ("$$VERSION"): no value can run code. Each is an option's value (`--stage=...`) or comes
 # after `--`, so none can be read as an option: VERSION=--help is a version, and refused.
-USER_VALUES := VERSION STAGE DEST REMOTE EMULATE
+USER_VALUES := VERSION STAGE DEST REMOTE EMULATE SPOOL FORCE
 $(foreach v,$(USER_VALUES),$(eval override $(v) := $$(value $(v))))
 export $(USER_VALUES)
-.PHONY: release promote publish
+.PHONY: release promote publish drawings
 
 # Tag HEAD as a version of mnist-cnn, optionally with a stage (dev, staging, prod); refused
 # unless git and `dvc status` are clean and the model is in the default DVC remote.
@@ -169,10 +169,18 @@ release:  ## register HEAD as VERSION of mnist-cnn [STAGE=prod]
 	$(if $(VERSION),,$(error usage: make release VERSION=v1.2.0 [STAGE=prod]))
 	mnist-release register $${STAGE:+--stage="$$STAGE"} -- "$$VERSION"
 
-# Move a stage to a registered version (also back to an older one).
-promote:  ## move STAGE to the registered VERSION
+# Move a stage to a registered version. Into prod, refused for a model that scores below
+# prod's, on MNIST's test set or the out-of-distribution set, by more than the seed spread;
+# FORCE=1 rolls back to such a one on purpose.
+promote:  ## move STAGE to the registered VERSION [FORCE=1: allow a regression in prod]
 	$(if $(and $(VERSION),$(STAGE)),,$(error usage: make promote VERSION=v1.2.0 STAGE=prod))
-	mnist-release promote -- "$$VERSION" "$$STAGE"
+	mnist-release promote $${FORCE:+--allow-regression} -- "$$VERSION" "$$STAGE"
+
+# The drawings that `mnist-serve --feedback-dir SPOOL` collected, as the next version of the
+# mnist-drawings data set (docs/drawings.md): data/drawings, committed and tagged.
+drawings:  ## version the feedback folder SPOOL as mnist-drawings [VERSION=v1.1.0]
+	$(if $(SPOOL),,$(error usage: make drawings SPOOL=feedback [VERSION=v1.1.0]))
+	mnist-drawings version --spool="$$SPOOL" $${VERSION:+--version="$$VERSION"}
 
 # Copy the local-folder remote's new files to a folder a static web server serves read-only.
 publish:  ## copy the local remote's new files to DEST, for a static web server

@@ -34,6 +34,10 @@ def launch(name: str, target: str) -> int:
     return main()
 
 
+def drawings() -> int:
+    return launch("mnist-drawings", "mnist_dvc.registry.drawings_cli:main")
+
+
 def predict() -> int:
     return launch("mnist-predict", "mnist_dvc.predict:main")
 

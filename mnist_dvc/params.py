@@ -11,10 +11,11 @@ loads.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from mnist_dvc import mnist, sizing
 from mnist_dvc.paths import PARAMS
@@ -129,6 +130,31 @@ class EvaluateParams(Section):
     batch_size: Annotated[int, Field(ge=1, le=mnist.NUM_TEST)]
 
 
+def _drawings_version(value: str) -> str:
+    if value != "none" and not re.fullmatch(r"v\d{1,9}\.\d{1,9}\.\d{1,9}", value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(
+            f"{shown!r} is neither none nor a version such as v1.0.0 "
+            "(`gto show mnist-drawings` lists them)"
+        )
+    return value
+
+
+class DrawingsParams(Section):
+    """Which version of the drawings data set (mnist_dvc/drawings.py) the pipeline reads."""
+
+    # none, or a registered mnist-drawings version: evaluate scores its holdout split.
+    version: Annotated[str, AfterValidator(_drawings_version)]
+    # true: train adds the version's training split to MNIST's (false: the committed bytes).
+    train: bool
+
+    @model_validator(mode="after")
+    def _needs_a_version(self) -> DrawingsParams:
+        if self.train and self.version == "none":
+            raise ValueError("train is true, and version is none: name a version (v1.0.0)")
+        return self
+
+
 class Params(Section):
     # Which arithmetic (mnist_dvc/numerics.py): portable, the same bytes on every x86-64 CPU
     # with AVX2 and FMA; or native, TensorFlow's own kernels, for speed.
@@ -136,6 +162,7 @@ class Params(Section):
     preprocess: PreprocessParams
     train: TrainParams
     evaluate: EvaluateParams
+    drawings: DrawingsParams
 
 
 def load_params(path: Path = PARAMS) -> Params:

@@ -11,6 +11,11 @@ SOURCES = Path("sources.yaml")
 RELEASE = Path("release.yaml")
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
+# The drawings data set (mnist-drawings: DVC-tracked, not a stage's output) and what the
+# prepare_drawings stage takes of its chosen version for train and for evaluate.
+DRAWINGS_DIR = Path("data/drawings")
+DRAWINGS_TRAIN_DIR = Path("data/drawings_train")
+DRAWINGS_HOLDOUT_DIR = Path("data/drawings_holdout")
 MODELS_DIR = Path("models")
 MODEL_JSON = MODELS_DIR / "model.json"
 MODEL_WEIGHTS = MODELS_DIR / "model.h5"

@@ -25,6 +25,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "preprocess": (),
     "fetch_ood": (),
     "prepare_ood": (),
+    "prepare_drawings": (),
     "train": ("mnist_dvc.numerics:configure_from_params",),
     "evaluate": ("mnist_dvc.numerics:configure_from_params",),
     "report": (),

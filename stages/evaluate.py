@@ -19,7 +19,18 @@ from mnist_dvc.atomic import atomic_outputs
 from mnist_dvc.errors import StageError
 from mnist_dvc.model import load_model, predict_probabilities
 from mnist_dvc.params import Numerics, load_params
-from mnist_dvc.paths import METRICS, MODEL_JSON, MODEL_WEIGHTS, PER_DIGIT, PREDICTIONS, PREPARED_DIR
+from mnist_dvc.paths import (
+    DRAWINGS_HOLDOUT_DIR,
+    METRICS,
+    MODEL_JSON,
+    MODEL_WEIGHTS,
+    PER_DIGIT,
+    PREDICTIONS,
+    PREPARED_DIR,
+)
+
+# The drawings holdout's scores, written only when a version is chosen (drawings.version).
+DRAWINGS_ACCURACY, DRAWINGS_LOSS = "drawings_accuracy", "drawings_loss"
 
 
 def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[dict, dict]:
@@ -56,9 +67,11 @@ def evaluate(
     batch_size: int,
     numerics: Numerics,
     ood_dir: Path | None = None,
+    drawings_dir: Path | None = None,
 ) -> tuple[dict, dict, np.ndarray, np.ndarray]:
     """(metrics, accuracy per digit, labels, predicted digits) for the model on the test set;
-    with `ood_dir`, the metrics hold the out-of-distribution set's accuracy and loss too."""
+    with `ood_dir`, the metrics hold the out-of-distribution set's accuracy and loss too, and
+    with a `drawings_dir` that holds a holdout split, the drawings' (docs/drawings.md)."""
     model = load_model(json_path, weights_path)
     x_test, y_test = prepared.load_split(prepared_dir, "test")
     probabilities = _probabilities(model, x_test, batch_size, numerics, weights_path, "test")
@@ -75,6 +88,14 @@ def evaluate(
             y_ood.astype(np.int64),
         )
         metrics |= {ood.ACCURACY: found["accuracy"], ood.LOSS: found["loss"]}
+    if drawings_dir is not None:
+        x_drawn, y_drawn = prepared.load_split(drawings_dir, "holdout")
+        if len(y_drawn):  # no version chosen: no keys, and metrics.json as before
+            found, _ = score(
+                _probabilities(model, x_drawn, batch_size, numerics, weights_path, "drawings"),
+                y_drawn.astype(np.int64),
+            )
+            metrics |= {DRAWINGS_ACCURACY: found["accuracy"], DRAWINGS_LOSS: found["loss"]}
     return metrics, per_digit, labels, probabilities.argmax(axis=1)
 
 
@@ -100,9 +121,15 @@ def main() -> None:
         params.evaluate.batch_size,
         params.numerics,
         ood.OOD_PREPARED_DIR,
+        DRAWINGS_HOLDOUT_DIR,
     )
     write_outputs(metrics, per_digit, labels, predicted)
+    drawn = (
+        f"; drawings holdout accuracy {metrics[DRAWINGS_ACCURACY]:.4f}"
+        if DRAWINGS_ACCURACY in metrics
+        else ""
+    )
     print(
         f"evaluate: test accuracy {metrics['accuracy']:.4f}, test loss {metrics['loss']:.4f}; "
-        f"{ood.NAME} accuracy {metrics[ood.ACCURACY]:.4f}, loss {metrics[ood.LOSS]:.4f}"
+        f"{ood.NAME} accuracy {metrics[ood.ACCURACY]:.4f}, loss {metrics[ood.LOSS]:.4f}{drawn}"
     )

@@ -1,4 +1,5 @@
-"""Stage `train`: fit the selected architecture on data/prepared; write models/model.json +
+"""Stage `train`: fit the selected architecture on data/prepared (and data/drawings_train, empty
+unless `drawings.train` is true); write models/model.json +
 model.h5, models/provenance.json (where and how model.h5 was computed) and the per-epoch logs in
 dvclive/.
 
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
@@ -28,7 +30,14 @@ from mnist_dvc.feed import batches
 from mnist_dvc.model import StopOnNonFiniteLoss, compile_model, make_optimizer, write_model
 from mnist_dvc.numerics import training_precision
 from mnist_dvc.params import Numerics, TrainParams, load_params
-from mnist_dvc.paths import MODEL_JSON, MODEL_WEIGHTS, PREPARED_DIR, PROVENANCE, TRAIN_LOG_DIR
+from mnist_dvc.paths import (
+    DRAWINGS_TRAIN_DIR,
+    MODEL_JSON,
+    MODEL_WEIGHTS,
+    PREPARED_DIR,
+    PROVENANCE,
+    TRAIN_LOG_DIR,
+)
 from mnist_dvc.processor import cpu
 from mnist_dvc.provenance import gpus, provenance_of
 
@@ -40,8 +49,10 @@ def train(
     callbacks: Sequence = (),
     *,
     numerics: Numerics,
+    drawings_dir: Path | None = None,
 ) -> keras.Model:
-    """Fit on data/prepared in `p.precision` (float32 or mixed_bfloat16; main() resolves auto),
+    """Fit on data/prepared (and the drawings' training split in `drawings_dir`) in
+    `p.precision` (float32 or mixed_bfloat16; main() resolves auto),
     with the portable operations (mnist_dvc/portable/) or TensorFlow's own kernels."""
     if p.precision == "auto":  # a caller's slip, not the user's: main() resolves it
         raise ValueError("train(): resolve precision auto with numerics.training_precision first")
@@ -49,6 +60,11 @@ def train(
     tf.config.experimental.enable_op_determinism()
 
     x_train, y_train = prepared.load_split(prepared_dir, "train", count=p.train_images)
+    if drawings_dir is not None:  # a drawings version's training split, after MNIST's
+        x_drawn, y_drawn = prepared.load_split(drawings_dir, "train")
+        if len(y_drawn):  # none (drawings.train: false): the arrays, and the bytes, as before
+            x_train = np.concatenate([x_train, x_drawn])
+            y_train = np.concatenate([y_train, y_drawn])
     x_test, y_test = prepared.load_split(prepared_dir, "test")
     one_hot = keras.utils.to_categorical
 
@@ -106,7 +122,9 @@ def main() -> None:
     p = params.train.model_copy(update={"precision": precision})
     outputs = MODEL_JSON, MODEL_WEIGHTS, PROVENANCE, TRAIN_LOG_DIR
     with atomic_outputs(*outputs) as (json_path, h5_path, provenance_path, logs):
-        model = train(PREPARED_DIR, p, logs, numerics=params.numerics)
+        model = train(
+            PREPARED_DIR, p, logs, numerics=params.numerics, drawings_dir=DRAWINGS_TRAIN_DIR
+        )
         write_model(model, json_path, h5_path)
         made = provenance_of(h5_path, params.numerics, precision, previous=PROVENANCE)
         provenance_path.write_text(strict_json.dumps(made, str(PROVENANCE)))

@@ -20,6 +20,7 @@ from tests.helpers import REPO_ROOT
 BIN = Path(sys.executable).parent
 # Every console script of pyproject.toml's [project.scripts], and a --json it takes, if any.
 SCRIPTS = {
+    "mnist-drawings": False,
     "mnist-predict": True,
     "mnist-serve": False,
     "mnist-release": False,

@@ -18,6 +18,11 @@ from mnist_dvc.redact import redact
 from mnist_dvc.released import ARTIFACT
 
 STAGES = ("dev", "staging", "prod")
+GATED_STAGE = "prod"
+# What a model moving into prod must not lose against the model prod holds: each metric of
+# metrics.json and how far below prod's it may fall, the spread that the training seed alone
+# makes (seeds 1, 2, 3 and 42 of the default params, docs/releases.md "The promotion gate").
+SEED_SPREAD = {"accuracy": 0.0017, "ood_accuracy": 0.0100}
 MAX_VERSION = 64  # characters: v1.2.0-rc.1+build.5 and then some; a git tag name stays short
 REMOTE_TIMEOUT_S = 600.0  # listing the model's files in the remote
 
@@ -137,3 +142,39 @@ def check_release(root: Path) -> dict[str, str]:
         check_pipeline(repo)
         check_in_remote(repo, path)
     return files
+
+
+def metrics_at(root: Path, commit: str) -> dict:
+    """The metrics.json committed at `commit`, or {} where there is none or it is not JSON."""
+    try:
+        text = git(root, "show", f"{commit}:metrics.json")
+        found = json.loads(text)
+    except (Refused, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def check_no_regression(root: Path, version: str, commit: str, prod: tuple[str, str]) -> None:
+    """Refuse a model (`version` at `commit`) that scores more than the seed spread below the
+    prod model (`prod`: its version and commit) on a metric both commits' metrics.json hold."""
+    prod_version, prod_commit = prod
+    new, old = metrics_at(root, commit), metrics_at(root, prod_commit)
+    for metric, spread in SEED_SPREAD.items():
+        a, b = new.get(metric), old.get(metric)
+        if not _number(b):  # a prod model scored before this metric existed
+            continue
+        if not _number(a):
+            raise Refused(
+                f"{ARTIFACT} {version}'s metrics.json has no {metric} to compare with prod's "
+                f"{prod_version}: evaluate it (`dvc repro evaluate`) and release it again"
+            )
+        if a < b - spread:
+            raise Refused(
+                f"{ARTIFACT} {version} scores {metric} {a:.4f}, {b - a:.4f} below prod's "
+                f"{prod_version} ({b:.4f}): more than the seed spread, {spread}; to roll back "
+                "on purpose, --allow-regression (make promote ... FORCE=1)"
+            )
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,7 +1,7 @@
 """The mnist-release console script (`make release`, `make promote` and `make publish` call it).
 
 mnist-release register v1.2.0 [--stage prod]   # tag: mnist-cnn@v1.2.0
-mnist-release promote v1.2.0 prod              # tag: mnist-cnn#prod#N
+mnist-release promote v1.2.0 prod              # tag: mnist-cnn#prod#N (no regression)
 mnist-release publish /srv/www/mnist-dvc       # local remote -> web folder
 """
 
@@ -30,6 +30,12 @@ def parser() -> argparse.ArgumentParser:
     pro = commands.add_parser("promote", help="assign a stage to a registered version")
     pro.add_argument("version")
     pro.add_argument("stage", help=", ".join(STAGES))
+    pro.add_argument(
+        "--allow-regression",
+        action="store_true",
+        help="move prod to a model that scores below prod's by more than the seed spread "
+        "(a roll-back on purpose)",
+    )
     pub = commands.add_parser("publish", help="copy a local-folder remote to a web folder")
     pub.add_argument("dest", type=Path)
     pub.add_argument("--remote", help="the remote to copy (default: the default remote)")
@@ -47,7 +53,7 @@ def release(argv: list[str] | None) -> int:
         if args.command == "register":
             tags = register(args.version, args.stage)
         elif args.command == "promote":
-            tags = promote(args.version, args.stage)
+            tags = promote(args.version, args.stage, args.allow_regression)
         else:
             publish(args.dest, args.remote)
             return 0

@@ -16,8 +16,10 @@ from mnist_dvc.commands import completed, run
 from mnist_dvc.git_commands import LOCAL_TIMEOUT_S
 from mnist_dvc.paths import RELEASE
 from mnist_dvc.registry.checks import (
+    GATED_STAGE,
     Refused,
     check_git_clean,
+    check_no_regression,
     check_release,
     check_stage,
     check_version,
@@ -143,10 +145,18 @@ def undo(root: Path, start: str, tags: list[str]) -> None:
         completed(["git", "reset", "-q", "--hard", start], root, timeout=LOCAL_TIMEOUT_S)
 
 
-def promote(version: str, stage: str) -> list[str]:
+def promote(version: str, stage: str, allow_regression: bool = False) -> list[str]:
+    """Move `stage` to `version`; into prod only a model that does not score below prod's by
+    more than the seed spread (checks.check_no_regression), unless `allow_regression`."""
     check_version(version)
     check_stage(stage)
     root = repo_root()
+    if stage == GATED_STAGE and not allow_regression:
+        target, newest = version_commit(root, version), newest_stage_tag(root, stage)
+        if target is not None and newest is not None and newest[0] != target:
+            held = git(root, "tag", "--points-at", newest[0], "--list", f"{ARTIFACT}@*").split()
+            prod = held[0].partition("@")[2] if held else newest[0][:7]
+            check_no_regression(root, version, target, (prod, newest[0]))
     tag = assign(root, version, stage)
     print(f"mnist-release: {ARTIFACT} {version} is now in stage {stage} (tag {tag})")
     return [tag]

@@ -1,5 +1,5 @@
 """The routes: the drawing page, the predict endpoints (ours and TensorFlow Serving's address),
-/model, /healthz and /openapi.json."""
+/feedback, /model, /healthz and /openapi.json."""
 
 from __future__ import annotations
 
@@ -21,8 +21,16 @@ from mnist_dvc.serving.body_limit import (
 )
 from mnist_dvc.serving.card import MODEL_NAME
 from mnist_dvc.serving.engines import Predictor
+from mnist_dvc.serving.feedback import served_model, take_feedback
 from mnist_dvc.serving.hosts import ANY, TrustedHosts
-from mnist_dvc.serving.schemas import _ERRORS, _PREDICT_OPENAPI, PredictResponse
+from mnist_dvc.serving.schemas import (
+    _ERRORS,
+    _FEEDBACK_ERRORS,
+    _FEEDBACK_OPENAPI,
+    _PREDICT_OPENAPI,
+    PredictResponse,
+)
+from mnist_dvc.spool import Spool
 
 MAX_BATCH = 64  # images per model call when batching: where a bigger batch stopped paying
 ANSWER_TIMEOUT_S = 60.0  # a request the model has not answered by then gets a 503
@@ -50,9 +58,11 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     answer_timeout_s: float = ANSWER_TIMEOUT_S,
     allowed_hosts: tuple[str, ...] = (ANY,),
+    feedback: Spool | None = None,
 ) -> FastAPI:
     """The app; `allowed_hosts` are the Host names it answers (serving/hosts.py; mnist-serve
-    chooses them from the address it listens on)."""
+    chooses them from the address it listens on); `feedback`, the spool POST /feedback fills
+    (serving/feedback.py; None: off)."""
     batcher = Batcher(predictor, max_batch=max_batch, batching=batching)
     html = page()
 
@@ -108,7 +118,22 @@ def create_app(
             **card,
             "batching": {"enabled": batching, "max_batch": batcher.max_batch, **counters},
             "limits": {"max_body_bytes": max_body_bytes, "max_instances": MAX_INSTANCES},
+            "feedback": feedback is not None,
         }
+
+    model = served_model(card)
+
+    @app.post(
+        "/feedback",
+        status_code=201,
+        summary="Keep a drawing with its right digit (multipart: file, label) for the next "
+        "drawings version; 404 unless mnist-serve runs with --feedback-dir",
+        responses=_FEEDBACK_ERRORS,
+        openapi_extra=_FEEDBACK_OPENAPI,
+    )
+    async def feedback_route(request: Request) -> JSONResponse:
+        kept = await take_feedback(request, feedback, batcher, model, answer_timeout_s)
+        return JSONResponse(kept, 200 if kept["duplicate"] else 201)  # 201: a new sample
 
     async def predict(request: Request) -> Response:
         images = await read_images(request)

@@ -2,6 +2,7 @@
 
     mnist-serve [--engine onnx|keras] [--host 127.0.0.1] [--port 8000] [--model-dir models]
                 [--no-batching] [--max-batch 64] [--threads 1] [--allowed-host NAME ...]
+                [--feedback-dir DIR]
     mnist-serve --rev v1.2.0 | --stage prod  [--repo PATH-OR-GIT-URL] [--cache-dir DIR]
 
 --rev and --stage serve a version from the registry (GTO tags, `make release`): downloaded with
@@ -10,6 +11,8 @@ DVC's artifact download into a cache folder once, then served from there (servin
 GET /                          the drawing page (self-contained: nothing from other sites)
 POST /predict                  {"instances": [28x28 arrays in [0, 1], ...]} or an image upload
 POST /v1/models/mnist-cnn:predict   the same, at TensorFlow Serving's address
+POST /feedback                 an image upload and its right digit (field label), kept in
+                               --feedback-dir for `mnist-drawings version`; 404 without it
 GET /model                     which model: the engine, md5s of the files, dvc.lock's md5s,
                                the test accuracy, where it was made
 GET /healthz                   {"status": "ok"} once the model is loaded
@@ -36,6 +39,7 @@ from pathlib import Path
 # Fewer of TensorFlow's C++ log lines (info and warnings) while serving.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from mnist_dvc import spool
 from mnist_dvc.errors import StageError, ToolError, describe
 from mnist_dvc.paths import MODEL_JSON
 from mnist_dvc.serving.app import MAX_BATCH, create_app
@@ -186,6 +190,24 @@ def parser() -> argparse.ArgumentParser:
         default="uvloop",
         help="event loop: uvloop (default) or asyncio's own (to compare)",
     )
+    parse.add_argument(
+        "--feedback-dir",
+        type=Path,
+        help='turn on POST /feedback and the page\'s "right digit" buttons: labelled drawings '
+        "are kept in this folder for `mnist-drawings version` (default: off)",
+    )
+    parse.add_argument(
+        "--feedback-max-samples",
+        type=whole_number(1, 10_000_000),
+        default=spool.MAX_SAMPLES,
+        help="samples the feedback folder holds at most (default %(default)s); one more: 507",
+    )
+    parse.add_argument(
+        "--feedback-max-mb",
+        type=whole_number(1, 1 << 20),
+        default=spool.MAX_BYTES >> 20,
+        help="MiB the feedback folder holds at most (default %(default)s)",
+    )
     parse.add_argument("--access-log", action="store_true", help="log every request")
     return parse
 
@@ -227,8 +249,13 @@ def serve(argv: list[str] | None) -> int:
     import uvicorn
 
     allowed = tuple(args.allowed_host or default_hosts(args.host))
+    feedback = None
+    if args.feedback_dir is not None:
+        feedback = spool.Spool(
+            args.feedback_dir, args.feedback_max_samples, args.feedback_max_mb << 20
+        ).open()
     app = create_app(predictor, card, batching=not args.no_batching, max_batch=args.max_batch,
-                     allowed_hosts=allowed)  # fmt: skip
+                     allowed_hosts=allowed, feedback=feedback)  # fmt: skip
     accuracy = card["metrics"]["accuracy"]
     files = ", ".join(f"{Path(f['path']).name} md5 {f['md5'][:8]}" for f in card["files"])
     print(

@@ -47,6 +47,23 @@ _PREDICT_OPENAPI = {
         },
     }
 }
+_FEEDBACK_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "label": {"type": "string", "pattern": "^[0-9]$"},
+                    },
+                    "required": ["file", "label"],
+                }
+            }
+        },
+    }
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": why}
     for status, why in {
@@ -57,4 +74,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "too many instances",
         503: "the model did not answer in time",
     }.items()
+}
+_FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    404: {"model": ErrorBody, "description": "feedback is off (no --feedback-dir)"},
+    409: {"model": ErrorBody, "description": "the drawing is kept already, with another label"},
+    422: {
+        "model": ErrorBody,
+        "description": "not an image, an image with no ink, a label that "
+        "is not a digit from 0 to 9",
+    },
+    507: {"model": ErrorBody, "description": "the feedback folder holds its most samples"},
 }

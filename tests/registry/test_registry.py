@@ -559,8 +559,19 @@ def test_release_to_an_s3_remote(registry, s3, tmp_path):
 
 
 def test_promote_moves_a_stage_back(registry, tmp_path):
-    """Roll-back: prod back to v1 (GTO needs its force flag for that; the command passes it)."""
-    run = release(registry.producer, "promote", V1, "prod")
+    """Roll-back: prod back to v1 (GTO needs its force flag for that; the command passes it).
+    v1 (one epoch) scores below v2 (two) by far more than the seed spread: the promotion gate
+    refuses it, naming the metric, unless the roll-back is asked for."""
+    before = tags(registry.producer)
+    refused = one_line_refusal(release(registry.producer, "promote", V1, "prod", check=False))
+    assert f"{ARTIFACT} {V1} scores accuracy " in refused and f"below prod's {V2}" in refused
+    assert "seed spread" in refused and tags(registry.producer) == before
+    forced = sh("make", "-s", "promote", f"VERSION={V1}", "STAGE=prod", "FORCE=1",
+                cwd=registry.producer)  # fmt: skip
+    assert commit_of(registry.producer, stage_tag(forced, "prod")) == registry.commits[V1]
+    # Forward again needs no flag: v2 is no regression against v1.
+    release(registry.producer, "promote", V2, "prod")
+    run = release(registry.producer, "promote", V1, "prod", "--allow-regression")
     assert commit_of(registry.producer, stage_tag(run, "prod")) == registry.commits[V1]
     sh("git", "push", "-q", "origin", "--tags", cwd=registry.producer)
     dest = tmp_path / "prod"
@@ -621,7 +632,7 @@ def test_mnist_serve_serves_the_version_in_a_stage_and_follows_a_promotion(regis
     work = tmp_path / "work"
     sh("git", "clone", "-q", str(team), str(work), cwd=tmp_path)
     sh("git", "fetch", "-q", "--tags", cwd=work)
-    release(work, "promote", other, "prod")
+    release(work, "promote", other, "prod", "--allow-regression")  # maybe a roll-back
     sh("git", "push", "-q", "origin", "--tags", cwd=work)
     assert prod_version(team) == other
 

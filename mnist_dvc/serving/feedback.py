@@ -1,0 +1,58 @@
+"""POST /feedback: a drawing and its right digit, kept in the feedback spool (mnist_dvc/spool.py)
+for the next version of the drawings data set (`mnist-drawings version`). Off unless mnist-serve
+is started with --feedback-dir; then the page asks, after each prediction, whether it was right.
+
+The form is the one /predict takes, plus a field `label` (a digit): the server decodes the
+image as /predict does, asks the model for its own prediction and stores both, with the model
+that made it. A label that is not a digit, an image with no ink and a body over the limit are
+refused as /predict refuses its bad input (4xx, one line), before anything is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from mnist_dvc.serving.batching import Batcher
+from mnist_dvc.serving.bodies import ClientError, heavy, read_form
+from mnist_dvc.spool import Spool, SpoolError, SpoolFull, check_label
+
+OFF = "feedback is off: start mnist-serve with --feedback-dir DIR to collect labelled drawings"
+_MEDIA = "multipart/form-data"
+
+
+def served_model(card: dict[str, Any]) -> str:
+    """What names the served model in a sample: its registered version, or its files' md5."""
+    version = (card.get("release") or {}).get("version")
+    if version:
+        return f"{card['name']}@{version}"
+    return "md5:" + ",".join(entry["md5"] for entry in card["files"])
+
+
+async def take_feedback(
+    request: Request, spool: Spool | None, batcher: Batcher, model: str, timeout_s: float
+) -> dict[str, Any]:
+    if spool is None:
+        raise ClientError(404, OFF)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != _MEDIA:
+        raise ClientError(415, f"{media_type or 'no content type'}: send {_MEDIA} with fields "
+                               "file (the image) and label (its digit)")  # fmt: skip
+    upload = await read_form(request, keep_raw=True)
+    if upload.label is None:
+        raise ClientError(422, "no label: send the right digit in form field label")
+    try:
+        label = check_label(upload.label)
+    except SpoolError as error:
+        raise ClientError(422, str(error)) from None
+    probabilities = await batcher.predict(upload.image[None], timeout_s=timeout_s)
+    prediction = int(probabilities[0].argmax())
+    try:
+        sha, duplicate = await heavy(spool.add, upload.image, upload.raw, label, prediction, model)
+    except SpoolFull as error:
+        raise ClientError(507, str(error)) from None
+    except SpoolError as error:  # the same drawing with another label, a folder gone bad
+        status = 409 if "labelled" in str(error) else 500
+        raise ClientError(status, str(error)) from None
+    return {"sha256": sha, "label": label, "prediction": prediction, "duplicate": duplicate}
