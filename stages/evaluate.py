@@ -88,7 +88,7 @@ def evaluate(
             y_ood.astype(np.int64),
         )
         metrics |= {ood.ACCURACY: found["accuracy"], ood.LOSS: found["loss"]}
-    if drawings_dir is not None:
+    if drawings_dir is not None and drawings_dir.exists():  # none outside dvc repro
         x_drawn, y_drawn = prepared.load_split(drawings_dir, "holdout")
         if len(y_drawn):  # no version chosen: no keys, and metrics.json as before
             found, _ = score(

@@ -60,7 +60,9 @@ def train(
     tf.config.experimental.enable_op_determinism()
 
     x_train, y_train = prepared.load_split(prepared_dir, "train", count=p.train_images)
-    if drawings_dir is not None:  # a drawings version's training split, after MNIST's
+    # A drawings version's training split, after MNIST's (no folder: a run outside dvc repro,
+    # where prepare_drawings did not run: none).
+    if drawings_dir is not None and drawings_dir.exists():
         x_drawn, y_drawn = prepared.load_split(drawings_dir, "train")
         if len(y_drawn):  # none (drawings.train: false): the arrays, and the bytes, as before
             x_train = np.concatenate([x_train, x_drawn])
