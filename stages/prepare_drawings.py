@@ -20,25 +20,30 @@ from mnist_dvc.paths import DRAWINGS_HOLDOUT_DIR, DRAWINGS_TRAIN_DIR
 from mnist_dvc.prepared import DataFormat
 
 Split = tuple[np.ndarray, np.ndarray]
+_CHANNELS_LAST = prepared.CHANNEL_SHAPES["channels_last"]  # how a version holds its images
 
 
 def select(root: Path, p: DrawingsParams, data_format: DataFormat) -> tuple[Split, Split]:
-    """(training split, holdout split) of the chosen version, each (images, labels)."""
-    empty = np.zeros((0, 28, 28), np.float32), np.zeros(0, np.uint8)
-    splits = {"train": empty, "holdout": empty}
+    """(training split, holdout split) of the chosen version, each (images, labels), in
+    `data_format`'s layout."""
+    empty = np.zeros((0, *_CHANNELS_LAST), np.float32), np.zeros(0, np.uint8)
+    train = holdout = empty
     if p.version != "none":
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch) / "version"
             drawings.checkout_version(root, p.version, folder)
-            rows = drawings.read_rows(folder)
-            drawings.images_by_hash(folder, rows)  # the manifest and the arrays agree
-            splits = {split: drawings.load(folder, split) for split in drawings.SPLITS}
-            splits = {s: (np.asarray(x)[..., 0], np.asarray(y)) for s, (x, y) in splits.items()}
-    if not p.train:
-        splits["train"] = empty
-    return tuple(  # type: ignore[return-value]
-        (prepared.with_channel(x, data_format), y) for x, y in (splits["train"], splits["holdout"])
-    )
+            drawings.images_by_hash(folder, drawings.read_rows(folder))  # they agree
+            holdout = _copied(drawings.load(folder, "holdout"))
+            if p.train:
+                train = _copied(drawings.load(folder, "train"))
+    if data_format == "channels_first":
+        train, holdout = ((np.moveaxis(x, -1, 1), y) for x, y in (train, holdout))
+    return train, holdout
+
+
+def _copied(split: Split) -> Split:
+    """Arrays in memory, not mapped from a file in a folder about to be removed."""
+    return np.array(split[0]), np.array(split[1])
 
 
 def main() -> None:
