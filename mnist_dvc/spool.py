@@ -105,7 +105,8 @@ class Spool:
                     return sha, self._same_label(final, label)
                 self._remove_partials()
                 count, size = self._usage()
-                if count >= self.max_samples or size + len(upload) > self.max_bytes:
+                needed = len(upload) + image.nbytes + len(json.dumps(meta)) + 256  # ~ on disk
+                if count >= self.max_samples or size + needed > self.max_bytes:
                     raise SpoolFull(
                         f"the feedback folder is full ({count} samples, {size} bytes; at most "
                         f"{self.max_samples} and {self.max_bytes}): version it with "

@@ -21,7 +21,7 @@ from mnist_dvc.serving.body_limit import (
 )
 from mnist_dvc.serving.card import MODEL_NAME
 from mnist_dvc.serving.engines import Predictor
-from mnist_dvc.serving.feedback import served_model, take_feedback
+from mnist_dvc.serving.feedback import feedback_slots, served_model, take_feedback
 from mnist_dvc.serving.hosts import ANY, TrustedHosts
 from mnist_dvc.serving.schemas import (
     _ERRORS,
@@ -121,7 +121,7 @@ def create_app(
             "feedback": feedback is not None,
         }
 
-    model = served_model(card)
+    model, slots = served_model(card), feedback_slots()
 
     @app.post(
         "/feedback",
@@ -132,7 +132,7 @@ def create_app(
         openapi_extra=_FEEDBACK_OPENAPI,
     )
     async def feedback_route(request: Request) -> JSONResponse:
-        kept = await take_feedback(request, feedback, batcher, model, answer_timeout_s)
+        kept = await take_feedback(request, feedback, batcher, model, answer_timeout_s, slots)
         return JSONResponse(kept, 200 if kept["duplicate"] else 201)  # 201: a new sample
 
     async def predict(request: Request) -> Response:

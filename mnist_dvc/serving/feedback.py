@@ -10,12 +10,13 @@ refused as /predict refuses its bad input (4xx, one line), before anything is wr
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import Request
 
 from mnist_dvc.serving.batching import Batcher
-from mnist_dvc.serving.bodies import ClientError, heavy, read_form
+from mnist_dvc.serving.bodies import HEAVY_SLOTS, ClientError, heavy, read_form
 from mnist_dvc.spool import Spool, SpoolError, SpoolFull, check_label
 
 OFF = "feedback is off: start mnist-serve with --feedback-dir DIR to collect labelled drawings"
@@ -30,8 +31,18 @@ def served_model(card: dict[str, Any]) -> str:
     return "md5:" + ",".join(entry["md5"] for entry in card["files"])
 
 
+def feedback_slots() -> asyncio.Semaphore:
+    """How many feedback requests hold an upload at once: as many as decode at once."""
+    return asyncio.Semaphore(HEAVY_SLOTS)
+
+
 async def take_feedback(
-    request: Request, spool: Spool | None, batcher: Batcher, model: str, timeout_s: float
+    request: Request,
+    spool: Spool | None,
+    batcher: Batcher,
+    model: str,
+    timeout_s: float,
+    slots: asyncio.Semaphore,
 ) -> dict[str, Any]:
     if spool is None:
         raise ClientError(404, OFF)
@@ -39,20 +50,25 @@ async def take_feedback(
     if media_type != _MEDIA:
         raise ClientError(415, f"{media_type or 'no content type'}: send {_MEDIA} with fields "
                                "file (the image) and label (its digit)")  # fmt: skip
-    upload = await read_form(request, keep_raw=True)
-    if upload.label is None:
-        raise ClientError(422, "no label: send the right digit in form field label")
-    try:
-        label = check_label(upload.label)
-    except SpoolError as error:
-        raise ClientError(422, str(error)) from None
-    probabilities = await batcher.predict(upload.image[None], timeout_s=timeout_s)
-    prediction = int(probabilities[0].argmax())
-    try:
-        sha, duplicate = await heavy(spool.add, upload.image, upload.raw, label, prediction, model)
-    except SpoolFull as error:
-        raise ClientError(507, str(error)) from None
-    except SpoolError as error:  # the same drawing with another label, a folder gone bad
-        status = 409 if "labelled" in str(error) else 500
-        raise ClientError(status, str(error)) from None
+    # The upload is held whole in memory until it is stored: `slots` (feedback_slots()) bound
+    # how many at once, so that many requests cost no more (the others wait, bodies unread).
+    async with slots:
+        upload = await read_form(request, keep_raw=True)
+        if upload.label is None:
+            raise ClientError(422, "no label: send the right digit in form field label")
+        try:
+            label = check_label(upload.label)
+        except SpoolError as error:
+            raise ClientError(422, str(error)) from None
+        probabilities = await batcher.predict(upload.image[None], timeout_s=timeout_s)
+        prediction = int(probabilities[0].argmax())
+        try:
+            sha, duplicate = await heavy(
+                spool.add, upload.image, upload.raw, label, prediction, model
+            )
+        except SpoolFull as error:
+            raise ClientError(507, str(error)) from None
+        except SpoolError as error:  # the same drawing with another label, a folder gone bad
+            status = 409 if "labelled" in str(error) else 500
+            raise ClientError(status, str(error)) from None
     return {"sha256": sha, "label": label, "prediction": prediction, "duplicate": duplicate}
