@@ -136,7 +136,8 @@ def checkout_version(root: Path, version: str, dest: Path) -> None:
     except RevError:  # raised by the first read, not by the file system's creation
         raise DrawingsError(
             f"drawings.version: {version} is not a registered {ARTIFACT} version "
-            f"(no tag {tag(version)}: `gto show {ARTIFACT}` lists them)"
+            f"(no tag {tag(version)}: `gto show {ARTIFACT}` lists them; a queued or --temp "
+            "experiment has no tags: `dvc exp run` in the work tree)"
         ) from None
     except FileNotFoundError:
         raise DrawingsError(
