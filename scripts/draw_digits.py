@@ -117,7 +117,12 @@ def label(page, digit: int, guessed: int) -> str:
 
 def draw_digits(url: str, count: int, seed: int, shots: Path | None = None) -> list[dict]:
     """Draw `count` digits (0-9 in turn) on the page at `url` and label each; what happened."""
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sys.exit("draw_digits: needs Playwright, one of the test tools: `make setup-dev`")
+    if not CHROMIUM.exists():
+        sys.exit(f"draw_digits: needs Chromium at {CHROMIUM}: `make system-packages`")
 
     rng = np.random.default_rng(seed)
     done = []
