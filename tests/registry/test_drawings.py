@@ -175,6 +175,11 @@ def test_the_pipeline_scores_a_version_and_trains_on_it_reproducibly(producer):
     added, _ = prepared.load_split(repo / "data" / "drawings_train", "train")
     rows = drawings.read_rows(version_files(repo, V2, repo.parent / "v2-files"))
     assert len(added) == sum(row.split == "train" for row in rows)
+    # The param off again: train runs again (its drawings are empty arrays again) and writes
+    # the committed bytes, those of the run before drawings existed.
+    set_drawings(repo, "none", train=False)
+    sh("dvc", "repro", "train", cwd=repo)
+    assert md5(repo / "models" / "model.h5") == before
 
 
 def test_an_unknown_version_is_one_line(producer):
