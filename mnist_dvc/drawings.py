@@ -28,6 +28,9 @@ ARTIFACT = "mnist-drawings"
 SPLITS = ("train", "holdout")
 MANIFEST = "samples.csv"
 HOLDOUT_EVERY = 5  # one sample in five, by hash, is held out: about 20 %
+# samples.csv: a row is about 160 bytes (its hash, the model's md5s), 1,000 bytes at most with
+# a long model name; a million samples then, far past what a spool gathers between versions.
+MAX_MANIFEST_BYTES = 1 << 30
 _SHAPE = prepared.CHANNEL_SHAPES["channels_last"]
 
 
@@ -53,7 +56,7 @@ def split_of(sha256: str) -> str:
 def read_rows(folder: Path) -> list[Row]:
     path = folder / MANIFEST
     try:
-        text = read_text_limited(path)
+        text = read_text_limited(path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise DrawingsError(f"{path}: no such file (not a drawings version)") from None
     except OSError as error:

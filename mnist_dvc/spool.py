@@ -49,6 +49,10 @@ class SpoolFull(SpoolError):
     """The spool holds its most samples or bytes already."""
 
 
+class SpoolConflict(SpoolError):
+    """The drawing is in the spool already, with another label."""
+
+
 @dataclass(frozen=True)
 class Sample:
     sha256: str
@@ -110,7 +114,7 @@ class Spool:
                     raise SpoolFull(
                         f"the feedback folder is full ({count} samples, {size} bytes; at most "
                         f"{self.max_samples} and {self.max_bytes}): version it with "
-                        "`mnist-drawings version`, then empty it"
+                        "`mnist-drawings version --clear`"
                     )
                 partial = Path(tempfile.mkdtemp(prefix=_PARTIAL, dir=self.folder))
                 try:
@@ -136,7 +140,7 @@ class Spool:
     def _same_label(self, existing: Path, label: int) -> bool:
         known = read_sample(existing).label
         if known != label:
-            raise SpoolError(
+            raise SpoolConflict(
                 f"this drawing is in the feedback folder already, labelled {known}: "
                 "a drawing has one label"
             )
@@ -158,8 +162,22 @@ class Spool:
         for path in self.folder.glob(f"{_PARTIAL}*"):
             shutil.rmtree(path, ignore_errors=True)
 
+    def remove(self, hashes: set[str]) -> int:
+        """Remove these samples (the ones a version now holds); how many were here."""
+        removed = 0
+        try:
+            with self._locked():
+                for path in self._sample_dirs():
+                    if path.name in hashes:
+                        shutil.rmtree(path)
+                        removed += 1
+        except OSError as error:
+            raise SpoolError(f"feedback folder {self.folder}: {describe(error)}") from None
+        return removed
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)  # removed by hand while serving
         with open(self.folder / _LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:

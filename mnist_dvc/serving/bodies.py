@@ -17,8 +17,8 @@ import contextlib
 import ctypes
 import json
 import re
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from tempfile import SpooledTemporaryFile
 from typing import Any, BinaryIO
@@ -162,23 +162,17 @@ def _return_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded image in MNIST's form (28, 28), the bytes as they came, the form's label."""
-
-    image: np.ndarray
-    raw: bytes
-    label: str | None
-
-
 async def read_upload(request: Request) -> np.ndarray:
     """The image in multipart field `file` -> (1, 28, 28), exactly as mnist-predict reads it."""
-    return (await read_form(request, keep_raw=False)).image[np.newaxis]
+    async with uploaded_form(request) as (upload, name, _label):
+        return (await decode_uploaded(upload, name))[np.newaxis]
 
 
-async def read_form(request: Request, *, keep_raw: bool) -> Upload:
-    """The multipart form's image (field `file`, decoded in its turn) and its `label` field;
-    its raw bytes too when `keep_raw` (the body limit bounds them)."""
+@contextlib.asynccontextmanager
+async def uploaded_form(request: Request) -> AsyncIterator[tuple[UploadFile, str, str | None]]:
+    """The multipart form, received whole: (its file, a name for messages, field `label`).
+    The file waits in Starlette's temporary file (in memory up to SPOOL_BYTES, on disk
+    beyond); the form is closed when the block ends."""
     # A field other than the file is held in memory: a label's size at most.
     form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_FIELD_BYTES)
     try:
@@ -189,18 +183,18 @@ async def read_form(request: Request, *, keep_raw: bool) -> Upload:
         name = Path(upload.filename or "upload").name[:80] or "upload"
         if not upload.size:
             raise ClientError(400, f"{name}: empty file")
-        raw = b""
-        if keep_raw:
-            raw = await upload.read()
-            await upload.seek(0)
-        # Read from Starlette's temporary file in its turn, not into memory while it waits.
-        image = await heavy(decode_upload, upload.file, name)
         label = form.get("label")
-    except InputError as error:  # not an image, a decompression bomb, ...
-        raise ClientError(422, str(error)) from None
+        yield upload, name, label if isinstance(label, str) else None
     finally:
         await form.close()
-    return Upload(image, raw, label if isinstance(label, str) else None)
+
+
+async def decode_uploaded(upload: UploadFile, name: str) -> np.ndarray:
+    """An uploaded image in MNIST's form (28, 28), decoded in its turn, from its temporary file."""
+    try:
+        return await heavy(decode_upload, upload.file, name)
+    except InputError as error:  # not an image, a decompression bomb, ...
+        raise ClientError(422, str(error)) from None
 
 
 async def read_images(request: Request) -> np.ndarray:

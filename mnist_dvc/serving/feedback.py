@@ -11,13 +11,14 @@ refused as /predict refuses its bad input (4xx, one line), before anything is wr
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 from fastapi import Request
 
 from mnist_dvc.serving.batching import Batcher
-from mnist_dvc.serving.bodies import HEAVY_SLOTS, ClientError, heavy, read_form
-from mnist_dvc.spool import Spool, SpoolError, SpoolFull, check_label
+from mnist_dvc.serving.bodies import HEAVY_SLOTS, ClientError, decode_uploaded, uploaded_form
+from mnist_dvc.spool import Spool, SpoolConflict, SpoolError, SpoolFull, check_label
 
 OFF = "feedback is off: start mnist-serve with --feedback-dir DIR to collect labelled drawings"
 _MEDIA = "multipart/form-data"
@@ -50,25 +51,30 @@ async def take_feedback(
     if media_type != _MEDIA:
         raise ClientError(415, f"{media_type or 'no content type'}: send {_MEDIA} with fields "
                                "file (the image) and label (its digit)")  # fmt: skip
-    # The upload is held whole in memory until it is stored: `slots` (feedback_slots()) bound
-    # how many at once, so that many requests cost no more (the others wait, bodies unread).
-    async with slots:
-        upload = await read_form(request, keep_raw=True)
-        if upload.label is None:
+    async with uploaded_form(request) as (upload, name, label_text):
+        if label_text is None:
             raise ClientError(422, "no label: send the right digit in form field label")
         try:
-            label = check_label(upload.label)
+            label = check_label(label_text)
         except SpoolError as error:
             raise ClientError(422, str(error)) from None
-        probabilities = await batcher.predict(upload.image[None], timeout_s=timeout_s)
-        prediction = int(probabilities[0].argmax())
-        try:
-            sha, duplicate = await heavy(
-                spool.add, upload.image, upload.raw, label, prediction, model
-            )
-        except SpoolFull as error:
-            raise ClientError(507, str(error)) from None
-        except SpoolError as error:  # the same drawing with another label, a folder gone bad
-            status = 409 if "labelled" in str(error) else 500
-            raise ClientError(status, str(error)) from None
+        # The form is whole (in a temporary file); its upload is held in memory from here until
+        # it is stored, in one of `slots` (feedback_slots()): many requests cost no more.
+        async with slots:
+            raw = await upload.read()
+            image = await decode_uploaded(upload, name)
+            probabilities = await batcher.predict(image[None], timeout_s=timeout_s)
+            prediction = int(probabilities[0].argmax())
+            try:  # in a thread of its own: the decoding threads stay free for /predict
+                sha, duplicate = await asyncio.to_thread(
+                    spool.add, image, raw, label, prediction, model
+                )
+            except SpoolFull as error:
+                raise ClientError(507, str(error)) from None
+            except SpoolConflict as error:
+                raise ClientError(409, str(error)) from None
+            except SpoolError as error:  # the folder gone bad: the server's log says where
+                print(f"mnist-serve: POST /feedback: {error}", file=sys.stderr, flush=True)
+                raise ClientError(500, "the feedback folder cannot keep the sample: "
+                                       "the server's log says why") from None  # fmt: skip
     return {"sha256": sha, "label": label, "prediction": prediction, "duplicate": duplicate}

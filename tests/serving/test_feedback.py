@@ -165,3 +165,27 @@ def test_a_sample_written_half_way_is_never_read(tmp_path):
     assert len(spool.samples()) == 1
     spool.add(digit_images(2)[1], b"png", 5, 5, "m")  # the next write clears it away
     assert not (tmp_path / "spool" / ".partial-crashed").exists()
+
+
+def test_a_damaged_sample_is_500_without_the_servers_paths(predictor, model_dir, tmp_path):
+    """A folder named "labelled" must not turn a damaged sample into a 409, and the client is
+    told nothing of the server's folders."""
+    spool_dir = tmp_path / "labelled"
+    spool = Spool(spool_dir).open()
+    app = create_app(predictor, describe_served(model_dir, "onnx"), feedback=spool)
+    png = encoded(drawn_digit(), "PNG")
+    with TestClient(app) as client:
+        assert post(client, png).status_code == 201
+        (folder,) = samples(spool_dir)
+        (folder / META).write_text("{not json")
+        answer = post(client, png)
+    assert answer.status_code == 500
+    assert str(tmp_path) not in answer.text and "server's log" in answer.json()["detail"]
+
+
+def test_a_spool_folder_removed_while_serving_is_made_again(feedback_client, spool_dir):
+    import shutil
+
+    shutil.rmtree(spool_dir)
+    assert post(feedback_client, encoded(drawn_digit(), "PNG")).status_code == 201
+    assert len(samples(spool_dir)) == 1
