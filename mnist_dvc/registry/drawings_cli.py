@@ -1,7 +1,8 @@
 """The mnist-drawings console script (`make drawings` calls it): the feedback spool that
 `mnist-serve --feedback-dir` fills becomes the next version of the drawings data set.
 
-    mnist-drawings version --spool feedback [--version v1.1.0]   # tag: mnist-drawings@v1.1.0
+    mnist-drawings version --spool feedback [--version v1.1.0] [--clear]
+                                          # tag: mnist-drawings@v1.1.0
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from mnist_dvc.drawings import ARTIFACT, tag
 from mnist_dvc.registry.checks import Refused
-from mnist_dvc.registry.datasets import DVC_FILE, make_version
+from mnist_dvc.registry.datasets import DVC_FILE, clear, make_version
 from mnist_dvc.tool import ToolParser, run_tool
 
 NAME = "mnist-drawings"
@@ -26,6 +27,11 @@ def parser() -> argparse.ArgumentParser:
     ver = commands.add_parser("version", help=f"the spool's new samples as a new {ARTIFACT}")
     ver.add_argument("--spool", type=Path, required=True, help="mnist-serve's --feedback-dir")
     ver.add_argument("--version", help="v1.1.0 (default: v1.0.0, then the next minor version)")
+    ver.add_argument(
+        "--clear",
+        action="store_true",
+        help="then remove from the spool every sample the version holds (what arrived since stays)",
+    )
     return parse
 
 
@@ -41,10 +47,12 @@ def drawings(argv: list[str] | None) -> int:
     except Refused as reason:
         raise Refused(f"{reason}; no version was made") from None
     new = [row for row in rows if row.version == version]
+    cleared = clear(args.spool, rows, version) if args.clear else 0
     splits = Counter(row.split for row in new)
     print(
         f"{NAME}: registered {ARTIFACT} {version} (tag {tag(version)}): {len(rows)} samples, "
         f"{len(new)} new ({splits['train']} train, {splits['holdout']} holdout)"
+        + (f"; {cleared} removed from {args.spool}" if args.clear else "")
     )
     print(
         f"{NAME}: local until pushed: `dvc push {DVC_FILE}` and "

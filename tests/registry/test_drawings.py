@@ -191,3 +191,39 @@ def test_an_unknown_version_is_one_line(producer):
         set_drawings(repo, "none", train=False)
     assert run.returncode != 0
     assert "prepare_drawings: error: drawings.version: v9.9.9 is not a registered" in run.stderr
+
+
+def test_a_version_that_fails_at_its_tag_leaves_everything_as_it_was(
+    producer, monkeypatch, real_raw_dir, tmp_path
+):
+    from mnist_dvc.registry import datasets
+    from mnist_dvc.registry.checks import Refused
+
+    repo = producer.repo
+    spool = tmp_path / "more"
+    images = read_idx(real_raw_dir / mnist.TEST_IMAGES.name, ndim=3)[:3]
+    fill(spool, images, np.array([7, 2, 1]))
+    head = sh("git", "rev-parse", "HEAD", cwd=repo).stdout
+    before = tree(repo / "data" / "drawings")
+
+    def refuse(*_args, **_kwargs):
+        raise Refused("tag refused for this test")
+
+    monkeypatch.setattr(datasets, "gto_call", refuse)
+    monkeypatch.chdir(repo)
+    with pytest.raises(Refused, match="tag refused for this test"):
+        datasets.make_version(spool, None)
+    assert sh("git", "rev-parse", "HEAD", cwd=repo).stdout == head
+    assert sh("git", "status", "--porcelain", cwd=repo).stdout == ""
+    assert "mnist-drawings@v1.2.0" not in sh("git", "tag", cwd=repo).stdout
+    assert tree(repo / "data" / "drawings") == before
+
+
+def test_clear_removes_what_the_version_took(producer, real_raw_dir):
+    spool = producer.spool
+    images = read_idx(real_raw_dir / mnist.TEST_IMAGES.name, ndim=3)[:2]
+    fill(spool, images, np.array([7, 2]))
+    run = drawings_cli(producer.repo, "version", "--spool", str(spool), "--clear")
+    assert f"{FIRST + SECOND + 2} samples, 2 new" in run.stdout
+    assert f"{FIRST + SECOND + 2} removed from {spool}" in run.stdout
+    assert Spool(spool).samples() == []
