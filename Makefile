@@ -174,6 +174,7 @@ release:  ## register HEAD as VERSION of mnist-cnn [STAGE=prod]
 # FORCE=1 rolls back to such a one on purpose.
 promote:  ## move STAGE to the registered VERSION [FORCE=1: allow a regression in prod]
 	$(if $(and $(VERSION),$(STAGE)),,$(error usage: make promote VERSION=v1.2.0 STAGE=prod))
+	$(if $(filter-out 1,$(FORCE)),$(error FORCE=1 allows a regression in prod; nothing else is a value of FORCE))
 	mnist-release promote $${FORCE:+--allow-regression} -- "$$VERSION" "$$STAGE"
 
 # The drawings that `mnist-serve --feedback-dir SPOOL` collected, as the next version of the

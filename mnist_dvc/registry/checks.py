@@ -14,6 +14,7 @@ from pathlib import Path
 from mnist_dvc import commands, documents, dvc_lock, git_commands
 from mnist_dvc.errors import ToolError
 from mnist_dvc.files import read_text_limited
+from mnist_dvc.paths import METRICS
 from mnist_dvc.redact import redact
 from mnist_dvc.released import ARTIFACT
 
@@ -145,29 +146,34 @@ def check_release(root: Path) -> dict[str, str]:
     return files
 
 
-def metrics_at(root: Path, commit: str) -> dict:
-    """The metrics.json committed at `commit`, or {} where there is none or it is not JSON."""
+def metrics_at(root: Path, commit: str, whose: str) -> dict:
+    """The metrics.json committed at `commit` (`whose`, for messages) as a JSON object: bounded
+    and strict (documents.py), or Refused."""
     try:
-        text = git(root, "show", f"{commit}:metrics.json")
-        found = json.loads(text)
-    except (Refused, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
+        document = documents.load_json(git(root, "show", f"{commit}:{METRICS}"))
+    except (Refused, ValueError) as error:  # no such file at that commit, not JSON
+        raise Refused(f"{whose} {METRICS} cannot be read ({error}): the gate has nothing to "
+                      "compare") from None  # fmt: skip
+    if not isinstance(document, dict):
+        raise Refused(f"{whose} {METRICS} is not a JSON object: the gate has nothing to compare")
+    return document
 
 
 def check_no_regression(root: Path, version: str, commit: str, prod: tuple[str, str]) -> None:
     """Refuse a model (`version` at `commit`) that scores more than the seed spread below the
-    prod model (`prod`: its version and commit) on a metric both commits' metrics.json hold."""
+    prod model (`prod`: its version and commit) on a metric prod's metrics.json holds."""
     prod_version, prod_commit = prod
-    new, old = metrics_at(root, commit), metrics_at(root, prod_commit)
+    old = metrics_at(root, prod_commit, f"prod's {prod_version}:")
+    new = metrics_at(root, commit, f"{ARTIFACT} {version}'s")
     for metric, spread in SEED_SPREAD.items():
         a, b = new.get(metric), old.get(metric)
-        if not _number(b):  # a prod model scored before this metric existed
+        if not _score(b):  # a prod model scored before this metric existed
             continue
-        if not _number(a):
+        if not _score(a):
             raise Refused(
-                f"{ARTIFACT} {version}'s metrics.json has no {metric} to compare with prod's "
-                f"{prod_version}: evaluate it (`dvc repro evaluate`) and release it again"
+                f"{ARTIFACT} {version}'s {METRICS} has no {metric} (a number from 0 to 1) to "
+                f"compare with prod's {prod_version}: evaluate it (`dvc repro evaluate`), release "
+                "it again"
             )
         if a < b - spread:
             raise Refused(
@@ -177,5 +183,6 @@ def check_no_regression(root: Path, version: str, commit: str, prod: tuple[str, 
             )
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _score(value: object) -> bool:
+    """A score: a number from 0 to 1 (not NaN, not a boolean)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1

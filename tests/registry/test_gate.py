@@ -54,6 +54,18 @@ def test_a_metric_prod_lacks_is_not_compared_one_the_candidate_lacks_is_refused(
     root, commit = commit_metrics
     prod = commit({"accuracy": 0.99})
     gate(root, commit({"accuracy": 0.99, "ood_accuracy": 0.5}), prod)
-    for unscored in ("not json", json.dumps({"loss": 0.1})):
-        with pytest.raises(Refused, match=r"has no accuracy to compare with prod's v1\.0\.0"):
-            gate(root, commit(unscored), prod)
+    for unscored in ({"loss": 0.1}, {"accuracy": 1.5}, {"accuracy": True}):
+        with pytest.raises(Refused, match=r"has no accuracy \(a number from 0 to 1\)"):
+            gate(root, commit(json.dumps(unscored)), prod)
+    with pytest.raises(Refused, match="NaN is not a number JSON allows"):
+        gate(root, commit(json.dumps({"accuracy": float("nan")})), prod)
+
+
+@pytest.mark.parametrize("damaged", ["not json", "[0.99]"])
+def test_unreadable_metrics_on_either_side_are_refused(commit_metrics, damaged):
+    root, commit = commit_metrics
+    good, bad = commit(PROD), commit(damaged)
+    with pytest.raises(Refused, match=r"prod's v1\.0\.0: metrics\.json"):
+        gate(root, good, bad)
+    with pytest.raises(Refused, match=r"v2\.0\.0's metrics\.json"):
+        gate(root, bad, good)
