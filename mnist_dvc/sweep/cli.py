@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dvc.ood import OOD_PREPARED_DIR
-from mnist_dvc.paths import PREPARED_DIR
+from mnist_dvc.paths import DRAWINGS_HOLDOUT_DIR, DRAWINGS_TRAIN_DIR, PREPARED_DIR
 from mnist_dvc.redact import redact
 from mnist_dvc.sweep.cluster import load_ray, run_jobs
 from mnist_dvc.sweep.grid import Experiment
@@ -44,8 +44,11 @@ from mnist_dvc.sweep.task import Job, Outcome
 from mnist_dvc.tool import ToolParser, run_tool, whole_number
 
 DEFAULT_CPUS = 2  # what one training uses well: TensorFlow's ops on this model scale to ~2 cores
-# What train and evaluate read: no node fetches MNIST or the out-of-distribution set again.
-DEFAULT_PULL = (str(PREPARED_DIR), str(OOD_PREPARED_DIR))
+# What train and evaluate read: no node fetches MNIST or the out-of-distribution set again, or
+# reads a drawings version (prepare_drawings' outputs: empty arrays under drawings.version none).
+DEFAULT_PULL = tuple(
+    str(path) for path in (PREPARED_DIR, OOD_PREPARED_DIR, DRAWINGS_TRAIN_DIR, DRAWINGS_HOLDOUT_DIR)
+)
 DEFAULT_RETRIES = 3  # per task, when its worker or node dies or git/DVC remote calls fail
 MAX_CPUS = 1024  # per experiment: more than any one node has, which Ray would wait for forever
 MAX_RETRIES = 100  # a task that failed a hundred times will not succeed on the next try

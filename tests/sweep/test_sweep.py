@@ -82,9 +82,9 @@ def team(tmp_path_factory, real_raw_dir) -> Team:
     origin = base / "origin.git"
     sh("git", "init", "-q", "--bare", "-b", "main", str(origin), cwd=base)
     driver = make_repo(base / "driver")
-    # fetch and fetch_ood (from the download cache), preprocess and prepare_ood: what the
-    # tasks pull (mnist-sweep's DEFAULT_PULL)
-    sh("dvc", "repro", "preprocess", "prepare_ood", cwd=driver)
+    # fetch and fetch_ood (from the download cache), preprocess, prepare_ood and
+    # prepare_drawings: what the tasks pull (mnist-sweep's DEFAULT_PULL)
+    sh("dvc", "repro", "preprocess", "prepare_ood", "prepare_drawings", cwd=driver)
     sh("git", "add", "-A", cwd=driver)
     sh("git", "commit", "-qm", "prepared data", "--allow-empty", cwd=driver)
     sh("dvc", "push", cwd=driver)
