@@ -167,8 +167,11 @@ def test_every_console_script_enters_through_the_launcher():
 def test_ctrl_c_while_a_command_loads_is_one_line_not_a_traceback(tmp_path):
     """Ctrl-C in the second a console script spends importing (NumPy, FastAPI) was a
     KeyboardInterrupt traceback from inside some library's import."""
+    # Python's own Ctrl-C handler first: a shell that starts a job in the background (`cmd &`)
+    # hands it SIGINT ignored, and Python then leaves it ignored.
     (tmp_path / "loading.py").write_text(
-        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\ndef main():\n    return 0\n"
+        "import os, signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\ndef main():\n    return 0\n"
     )
     code = "from mnist_dvc import console\nexit(console.launch('mnist-demo', 'loading:main'))"
     run = subprocess.run(

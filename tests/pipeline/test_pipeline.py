@@ -13,6 +13,7 @@ import yaml
 
 from mnist_dvc import mnist, optdigits, prepared
 from mnist_dvc.ood import OOD_PREPARED_DIR, OOD_RAW_DIR, OOD_SPLIT
+from mnist_dvc.paths import DRAWINGS_HOLDOUT_DIR, DRAWINGS_TRAIN_DIR
 from stages.__main__ import STAGES
 from tests.helpers import sh
 
@@ -144,6 +145,8 @@ def test_outputs_go_only_where_dvc_yaml_says(repro):
         *(str(path) for path in prepared.all_files(Path("data/prepared"))),
         str(OOD_RAW_DIR / optdigits.DIGITS.name),
         *(str(path) for path in prepared.files(OOD_PREPARED_DIR, OOD_SPLIT)),
+        *(str(path) for path in prepared.files(DRAWINGS_TRAIN_DIR, "train")),
+        *(str(path) for path in prepared.files(DRAWINGS_HOLDOUT_DIR, "holdout")),
     }  # fmt: skip
     dvc_bookkeeping = {p for p in paths if p.startswith(".dvc/") or p.endswith(".gitignore")}
     # An output whose bytes are the committed ones (reports/exports.json: the checks met) is
@@ -184,7 +187,7 @@ def stages_with_changed_dep(repo, path: str) -> set[str]:
     [
         # Code: a line without a comment, changed as a developer would.
         ("mnist_dvc/prepared.py", 'SPLITS = ("train", "test")', 'SPLITS = ("train", "test",)',
-         {"preprocess", "prepare_ood", "train", "evaluate", "export"}),
+         {"preprocess", "prepare_ood", "prepare_drawings", "train", "evaluate", "export"}),
         ("mnist_dvc/sources.py", "def _is_local(", "def _is_local_source(",
          {"fetch"}),
         # Module boundaries are cache boundaries: the source policy is fetch's alone, and a
@@ -197,8 +200,8 @@ def stages_with_changed_dep(repo, path: str) -> set[str]:
          "def configure_from_params() -> None:  # TensorFlow's stages", {"train", "evaluate",
          "export", "report"}),
         ("mnist_dvc/mnist.py", "NUM_TEST = 10000", "NUM_TEST = 10_000",
-         {"check_params", "fetch", "preprocess", "fetch_ood", "prepare_ood", "train",
-          "evaluate", "report", "export"}),
+         {"check_params", "fetch", "preprocess", "fetch_ood", "prepare_ood", "prepare_drawings",
+          "train", "evaluate", "report", "export"}),
         # The out-of-distribution set's code and sources: never train's.
         ("mnist_dvc/optdigits.py", "COUNT = 1797", "COUNT = 1_797", {"fetch_ood", "prepare_ood"}),
         ("mnist_dvc/ood_sources.py", "MAX_GZIPPED = 1 << 20", "MAX_GZIPPED = 1 << 21",
@@ -212,9 +215,17 @@ def stages_with_changed_dep(repo, path: str) -> set[str]:
         # The stages' package versions: every stage whose results they can change (fetch's
         # are pinned by their digests). The other roles' locks are no stage's dependency.
         ("requirements.lock", "numpy==", "numpy===",
-         {"preprocess", "prepare_ood", "train", "evaluate", "report", "export"}),
+         {"preprocess", "prepare_ood", "prepare_drawings", "train", "evaluate", "report",
+          "export"}),
         ("requirements.lock", "tensorflow==", "tensorflow===",
-         {"preprocess", "prepare_ood", "train", "evaluate", "report", "export"}),
+         {"preprocess", "prepare_ood", "prepare_drawings", "train", "evaluate", "report",
+          "export"}),
+        # The drawings' format and the version command: prepare_drawings reads one, no stage
+        # runs the other.
+        ("mnist_dvc/drawings.py", "HOLDOUT_EVERY = 5", "HOLDOUT_EVERY = 5  # 20 %",
+         {"prepare_drawings"}),
+        ("mnist_dvc/registry/datasets.py", "ADD_TIMEOUT_S = 600.0", "ADD_TIMEOUT_S = 601.0",
+         set()),
         ("requirements-serve.lock", "uvicorn==", "uvicorn===", set()),
         ("requirements-dev.lock", "pytest==", "pytest===", set()),
     ],

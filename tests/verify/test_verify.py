@@ -841,7 +841,7 @@ def test_a_real_rerun_is_identical_and_native_numerics_equivalent(reproduced):
     sh("dvc", "repro", "-f", "train", cwd=reproduced)  # the stages after it rerun too
     rerun = mnist_verify(reproduced)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert rerun.stdout.startswith("identical: every output of the 9 stages"), rerun.stdout
+    assert rerun.stdout.startswith("identical: every output of the 10 stages"), rerun.stdout
 
     params = reproduced / "params.yaml"
     params.write_text(params.read_text().replace("numerics: portable", "numerics: native"))
