@@ -6,7 +6,8 @@ the params (FREE_PARAMS aside), the prepared data, the accuracy and the predicte
 and what params.yaml and models/provenance.json record differently is listed as the reason the
 bytes differ; different, with one line per reason, when any of them does not. The score on
 real handwriting that is not MNIST's (mnist_dvc/ood.py) is shown beside the verdict, never a
-reason for it: no seed study has measured its spread yet.
+reason for it: the seed alone moves it by 0.0328 (mnist_dvc/seed_study.py), 1,797 digits unlike
+the training set's, so a band wide enough for a seed change would catch almost nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from mnist_dvc.verify.results import WEIGHTS, Results, flatten
 
 # The two thresholds of equivalence, chosen from the seed study so that a change of seed alone
 # stays within them and a damaged or wrongly fed model does not (the measurements:
-# docs/reproducibility.md, "A verdict where bytes cannot match").
-ACCURACY_TOLERANCE = 0.002  # test accuracy: 20 of 10,000 images either way
+# docs/reproducibility.md, "A verdict where bytes cannot match"). Seeds 1, 2 and 3 score up to
+# SEED_SPREAD["accuracy"] (0.0021) above the committed seed 42, and give its digit on 99.36 % to
+# 99.45 % of the test images.
+ACCURACY_TOLERANCE = 0.003  # test accuracy: 30 of 10,000 images either way, 9 more than a seed
 MIN_AGREEMENT = 0.99  # the same digit on this share of the test images: 100 may differ
 # Params that may differ between equivalent results: they change the bytes, not the model
 # (train.precision: the dtypes `train` computes in; the saved model is float32 either way).

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist_dvc.registry.checks import SEED_SPREAD, Refused, check_no_regression
+from mnist_dvc.registry.checks import Refused, check_no_regression
+from mnist_dvc.seed_study import SEED_SPREAD
 from tests.helpers import sh
 
 PROD = {"accuracy": 0.9904, "loss": 0.03, "ood_accuracy": 0.9382}

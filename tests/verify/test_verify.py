@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from mnist_dvc import verify
+from mnist_dvc.seed_study import SEED_SPREAD
 from tests.helpers import REPO_ROOT, sh
 
 MNIST_VERIFY = Path(sys.executable).parent / "mnist-verify"
@@ -324,7 +325,7 @@ def test_equivalent_on_other_numerics_and_cpu(project):
     status, out, err = project.verify()
     assert (status, err) == (0, "")
     assert out == (
-        "equivalent: test accuracy 0.9908 (committed 0.9910, within 0.0020), same digit on "
+        "equivalent: test accuracy 0.9908 (committed 0.9910, within 0.0030), same digit on "
         "99.80% of 10000 test images; made differently: numerics native (committed portable), "
         "cpu flags +avx512_bf16, threads intra_op 4 (committed 2)\n"
     )
@@ -336,9 +337,20 @@ def test_equivalent_after_another_seed(project):
     status, out, _ = project.verify()
     assert status == 0
     assert out == (
-        "equivalent: test accuracy 0.9915 (committed 0.9910, within 0.0020), same digit on "
+        "equivalent: test accuracy 0.9915 (committed 0.9910, within 0.0030), same digit on "
         "99.40% of 10000 test images; made differently: train.seed 7 (committed 42)\n"
     )
+
+
+def test_a_seed_as_far_off_as_the_seed_study_measured_is_equivalent(project):
+    """Seed 3 of the committed params: SEED_SPREAD's accuracy above seed 42, and its digit on
+    the fewest test images of the seeds measured (seed 1: 99.36 %)."""
+    better = round(SEED_SPREAD["accuracy"] * IMAGES)
+    seed = with_param(project.committed.params, "train.seed", 3)
+    errors = COMMITTED_ERRORS - better
+    project.write(project.rerun(changed=64, errors=errors, model=b"seed 3", params=seed))
+    status, out, _ = project.verify()
+    assert (status, out.split(":")[0]) == (0, "equivalent"), out
 
 
 def test_equivalent_after_another_training_precision(project):
@@ -354,7 +366,7 @@ def test_equivalent_after_another_training_precision(project):
     status, out, err = project.verify()
     assert (status, err) == (0, "")
     assert out == (
-        "equivalent: test accuracy 0.9909 (committed 0.9910, within 0.0020), same digit on "
+        "equivalent: test accuracy 0.9909 (committed 0.9910, within 0.0030), same digit on "
         "99.70% of 10000 test images; made differently: numerics native (committed portable), "
         "train.precision mixed_bfloat16 (committed auto), precision mixed_bfloat16 (committed "
         "float32)\n"
@@ -370,7 +382,7 @@ def test_the_out_of_distribution_accuracy_is_information_never_a_reason(project)
     status, out, _ = project.verify()
     assert status == 0
     assert out.splitlines() == [
-        "equivalent: test accuracy 0.9915 (committed 0.9910, within 0.0020), same digit on "
+        "equivalent: test accuracy 0.9915 (committed 0.9910, within 0.0030), same digit on "
         "99.40% of 10000 test images; made differently: train.seed 7 (committed 42)",
         "  out of distribution (UCI optdigits, information only): accuracy 0.5000 "
         "(committed not scored)",
@@ -412,7 +424,7 @@ def test_different_after_a_damaged_model(project):
     assert first == (
         f"different: the work tree's results are not equivalent to the committed ones (HEAD {head})"
     )
-    assert re.fullmatch(r"  accuracy 0\.1\d{3} vs 0\.9910 \(more than 0\.0020 apart\)", accuracy)
+    assert re.fullmatch(r"  accuracy 0\.1\d{3} vs 0\.9910 \(more than 0\.0030 apart\)", accuracy)
     assert re.fullmatch(
         r"  same digit on only 1\d{3} of 10000 test images \(1\d\.\d\d%; at least 99\.00% needed\)",
         agreement,
@@ -428,7 +440,7 @@ def test_different_after_a_foreign_model(project):
     assert status == 1
     assert out.splitlines()[1:] == [
         "  params differ: train.batch_size 64 (committed 128), train.epochs 3 (committed 12)",
-        "  accuracy 0.9850 vs 0.9910 (more than 0.0020 apart)",
+        "  accuracy 0.9850 vs 0.9910 (more than 0.0030 apart)",
         "  same digit on only 9840 of 10000 test images (98.40%; at least 99.00% needed)",
     ]
 
@@ -451,9 +463,9 @@ def test_different_test_images(project):
     assert "  not the same test images: 9000 predictions (committed 10000)" in out.splitlines()
 
 
-@pytest.mark.parametrize(("errors", "status"), [(110, 0), (111, 1), (70, 0), (69, 1)])
+@pytest.mark.parametrize(("errors", "status"), [(120, 0), (121, 1), (60, 0), (59, 1)])
 def test_accuracy_tolerance_is_inclusive(project, errors, status):
-    """0.9890 and 0.9930 are within 0.0020 of 0.9910; 0.9889 and 0.9931 are not."""
+    """0.9880 and 0.9940 are within 0.0030 of 0.9910; 0.9879 and 0.9941 are not."""
     changed = abs(errors - COMMITTED_ERRORS)
     project.write(project.rerun(changed=changed, errors=errors, model=b"another model.h5"))
     assert project.verify()[0] == status
