@@ -104,9 +104,9 @@ def write(folder: Path, rows: list[Row], images: dict[str, np.ndarray]) -> None:
     (folder / MANIFEST).write_text(out.getvalue())
 
 
-def images_by_hash(folder: Path, rows: list[Row]) -> dict[str, np.ndarray]:
-    """Every sample's image of a version, by hash, read from its arrays in row order."""
-    found: dict[str, np.ndarray] = {}
+def load_splits(folder: Path, rows: list[Row]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each split's images and labels, checked against `rows` (samples.csv)."""
+    splits = {}
     for split in SPLITS:
         images, labels = load(folder, split)
         chosen = [row for row in rows if row.split == split]
@@ -114,6 +114,15 @@ def images_by_hash(folder: Path, rows: list[Row]) -> dict[str, np.ndarray]:
             int(label) != row.label for row, label in zip(chosen, labels, strict=True)
         ):
             raise DrawingsError(f"{folder}: {MANIFEST} and x_{split}.npy do not agree")
+        splits[split] = images, labels
+    return splits
+
+
+def images_by_hash(folder: Path, rows: list[Row]) -> dict[str, np.ndarray]:
+    """Every sample's image of a version, by hash, read from its arrays in row order."""
+    found: dict[str, np.ndarray] = {}
+    for split, (images, _) in load_splits(folder, rows).items():
+        chosen = [row for row in rows if row.split == split]
         found |= {row.sha256: image for row, image in zip(chosen, images, strict=True)}
     return found
 

@@ -32,10 +32,10 @@ def select(root: Path, p: DrawingsParams, data_format: DataFormat) -> tuple[Spli
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch) / "version"
             drawings.checkout_version(root, p.version, folder)
-            drawings.images_by_hash(folder, drawings.read_rows(folder))  # they agree
-            holdout = _copied(drawings.load(folder, "holdout"))
+            splits = drawings.load_splits(folder, drawings.read_rows(folder))
+            holdout = _copied(splits["holdout"])
             if p.train:
-                train = _copied(drawings.load(folder, "train"))
+                train = _copied(splits["train"])
     if data_format == "channels_first":
         train, holdout = ((np.moveaxis(x, -1, 1), y) for x, y in (train, holdout))
     return train, holdout
